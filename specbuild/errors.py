@@ -20,6 +20,7 @@ class Problem:
     node: str | None = None     # the node's name, e.g. "fc1"
     hint: str | None = None
     severity: str = "error"     # "error" or "warning"
+    key: tuple = field(default=(), repr=False, compare=False)   # the path as a tuple of keys
 
     def __str__(self) -> str:
         where = self.file or "<spec>"

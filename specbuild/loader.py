@@ -59,7 +59,7 @@ class Spec:
         """A Problem with file/line/column filled in from `path`."""
         line, column = self.locate(path)
         return Problem(message, file=self.file, line=line, column=column,
-                       path=format_path(path), node=node, hint=hint, severity=severity)
+                       path=format_path(path), node=node, hint=hint, severity=severity, key=tuple(path))
 
 
 def format_path(path: tuple) -> str:
@@ -348,7 +348,7 @@ def _walk(text, file, max_depth, max_nodes, strict):
 
 
 def _scalar(ev, is_key, fail, pos):
-    """A scalar's value, resolved like SafeLoader does, plus YAML 1.2 floats like 1e-3."""
+    """A scalar's value, resolved like SafeLoader does, but with YAML 1.2's floats (1e-3) and booleans."""
     tag, value = ev.tag, ev.value
     if tag is None:
         tag = _RESOLVER.resolve(yaml.ScalarNode, value, ev.implicit)
@@ -356,6 +356,11 @@ def _scalar(ev, is_key, fail, pos):
             return _MERGE if is_key else value
         if tag == _STR and ev.implicit[0] and _FLOAT12.match(value):
             return float(value)
+        # YAML 1.2 booleans only: YAML 1.1 reads `on:` (a spec key!), yes, no and off as booleans,
+        # and 1:30 as the base-60 number 90.
+        if (tag == _STD + "bool" and value.lower() not in ("true", "false")) \
+                or (tag in (_STD + "int", _STD + "float") and ":" in value):
+            return value
     if tag == _STR or tag not in _SCALAR_TAGS:      # timestamps, `=`: keep the text
         return value
     try:

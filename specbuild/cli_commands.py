@@ -1,0 +1,1 @@
+"""Subcommands beyond validate register here (summary, graph, list, train...)."""

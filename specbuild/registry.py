@@ -1,0 +1,194 @@
+"""The closed table of names a spec may use.
+
+A spec's `type:` resolves only through this table: the torch.nn layer classes
+(read from `torch_catalog.json`, written by `catalog_gen`), a curated set of
+tensor functions, two wrappers that take a layer, and the types a user
+registers from Python with `register_layer`.  A spec never names an import
+path, so `type: os.system` is just an unknown name.  Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import keyword
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .errors import did_you_mean
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+CATALOG: dict = json.loads(Path(__file__).with_name("torch_catalog.json").read_text())
+
+# Metric names; specbuild.metrics computes them (a test keeps the two in step).
+METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "roc_auc", "mse", "mae", "r2")
+
+
+@dataclass(frozen=True)
+class LayerType:
+    name: str
+    kind: str                 # "module" | "function" | "wrapper" | "user"
+    target: str               # what it becomes, e.g. "torch.nn.Linear", "torch.relu"
+    args: dict                # argument -> {"schema": {...}, "required": bool, "default": ...}
+    inputs: tuple = (1, 1)    # least and most inputs the layer takes
+    doc: str = ""
+    factory: Callable | None = field(default=None, compare=False)   # user types only
+    shape_rule: Callable | None = field(default=None, compare=False)  # user types only
+
+    @property
+    def makes_module(self) -> bool:
+        """True when the node owns a submodule (and so its weights); False for tensor functions."""
+        return self.kind != "function"
+
+
+def _arg(schema=None, default=inspect.Parameter.empty, **extra) -> dict:
+    entry = {"schema": dict(schema or {}, **extra), "required": default is inspect.Parameter.empty}
+    if default is not inspect.Parameter.empty:
+        entry["default"] = default
+    return entry
+
+
+INT = {"type": "integer"}
+NUM = {"type": "number"}
+DIM = {"type": "integer"}
+DIMS = {"anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}, {"type": "null"}]}
+NESTED = {"$ref": "#/$defs/nested_layer"}
+
+# name -> (target, args, (least, most inputs), doc).  Defaults are torch's, except
+# flatten's start_dim=1, which keeps the batch as nn.Flatten does.
+_ELEMENTWISE = {
+    "relu": ("torch.relu", {}), "sigmoid": ("torch.sigmoid", {}), "tanh": ("torch.tanh", {}),
+    "exp": ("torch.exp", {}), "log": ("torch.log", {}), "abs": ("torch.abs", {}),
+    "silu": ("torch.nn.functional.silu", {}),
+    "softplus": ("torch.nn.functional.softplus", {"beta": _arg(NUM, 1.0), "threshold": _arg(NUM, 20.0)}),
+    "elu": ("torch.nn.functional.elu", {"alpha": _arg(NUM, 1.0)}),
+    "leaky_relu": ("torch.nn.functional.leaky_relu", {"negative_slope": _arg(NUM, 0.01)}),
+    "gelu": ("torch.nn.functional.gelu", {"approximate": _arg({"enum": ["none", "tanh"]}, "none")}),
+    "softmax": ("torch.softmax", {"dim": _arg(DIM)}),
+    "log_softmax": ("torch.log_softmax", {"dim": _arg(DIM)}),
+    "clamp": ("torch.clamp", {"min": _arg({"type": ["number", "null"]}, None),
+                              "max": _arg({"type": ["number", "null"]}, None)}),
+    "dropout": ("torch.nn.functional.dropout", {"p": _arg(NUM, 0.5)}),
+}
+_SHAPE_OPS = {
+    "flatten": ("torch.flatten", {"start_dim": _arg(DIM, 1), "end_dim": _arg(DIM, -1)}),
+    "reshape": ("torch.reshape", {"shape": _arg({"type": "array", "items": INT})}),
+    "view": ("torch.Tensor.view", {"shape": _arg({"type": "array", "items": INT})}),
+    "permute": ("torch.permute", {"dims": _arg({"type": "array", "items": INT})}),
+    "transpose": ("torch.transpose", {"dim0": _arg(DIM), "dim1": _arg(DIM)}),
+    "unsqueeze": ("torch.unsqueeze", {"dim": _arg(DIM)}),
+    "squeeze": ("torch.squeeze", {"dim": _arg(DIMS, None)}),
+    "mean": ("torch.mean", {"dim": _arg(DIMS, None), "keepdim": _arg({"type": "boolean"}, False)}),
+    "sum": ("torch.sum", {"dim": _arg(DIMS, None), "keepdim": _arg({"type": "boolean"}, False)}),
+    "amax": ("torch.amax", {"dim": _arg(DIMS, None), "keepdim": _arg({"type": "boolean"}, False)}),
+    "amin": ("torch.amin", {"dim": _arg(DIMS, None), "keepdim": _arg({"type": "boolean"}, False)}),
+    "chunk": ("torch.chunk", {"chunks": _arg(INT), "dim": _arg(DIM, 0)}),
+    "item": ("operator.getitem", {"index": _arg(INT)}),
+    "slice": ("operator.getitem", {"at": _arg({"type": "string", "pattern": r"^\s*\[.*\]\s*$"})}),
+}
+_MERGE_OPS = {
+    "cat": ("torch.cat", {"dim": _arg(DIM, 0)}, (2, 64)),
+    "stack": ("torch.stack", {"dim": _arg(DIM, 0)}, (2, 64)),
+    "add": ("operator.add", {}, (2, 64)),
+    "mul": ("operator.mul", {}, (2, 64)),
+    "sub": ("operator.sub", {}, (2, 2)),
+    "div": ("operator.truediv", {}, (2, 2)),
+    "matmul": ("torch.matmul", {}, (2, 2)),
+}
+_WRAPPERS = {
+    "weight_norm": ("torch.nn.utils.weight_norm", {
+        "module": _arg(NESTED), "name": _arg({"type": "string"}, "weight"), "dim": _arg(DIM, 0)}),
+    "spectral_norm": ("torch.nn.utils.spectral_norm", {
+        "module": _arg(NESTED), "name": _arg({"type": "string"}, "weight"),
+        "n_power_iterations": _arg(INT, 1), "eps": _arg(NUM, 1e-12), "dim": _arg({"type": ["integer", "null"]}, None)}),
+}
+
+
+def _builtin_types() -> dict[str, LayerType]:
+    table: dict[str, LayerType] = {}
+    for name, entry in CATALOG["layers"].items():
+        table[name] = LayerType(name, "module", entry["target"], entry["args"], tuple(entry["inputs"]))
+    for group in (_ELEMENTWISE, _SHAPE_OPS):
+        for name, (target, args) in group.items():
+            table[name] = LayerType(name, "function", target, args, (1, 1))
+    for name, (target, args, inputs) in _MERGE_OPS.items():
+        table[name] = LayerType(name, "function", target, args, inputs)
+    for name, (target, args) in _WRAPPERS.items():
+        table[name] = LayerType(name, "wrapper", target, args, (1, 1))
+    return table
+
+
+BUILTIN_TYPES: dict[str, LayerType] = _builtin_types()
+_USER_TYPES: dict[str, LayerType] = {}
+
+
+def layer_types() -> dict[str, LayerType]:
+    """Every type a spec may name now: the built-in ones and those registered from Python."""
+    return {**BUILTIN_TYPES, **_USER_TYPES}
+
+
+def lookup(name: str) -> LayerType | None:
+    if not isinstance(name, str):
+        return None
+    return _USER_TYPES.get(name) or BUILTIN_TYPES.get(name)
+
+
+def suggest(name, choices) -> str | None:
+    return did_you_mean(name, choices)
+
+
+def register_layer(name: str, factory: Callable, *, args: dict | None = None,
+                   inputs: tuple = (1, 1), shape: Callable | None = None, doc: str = "",
+                   replace: bool = False) -> LayerType:
+    """Make `type: name` available to specs, building `factory(**args)`.
+
+    `args` maps each argument to a JSON Schema fragment (or None for any value); when
+    omitted it is read from the factory's signature.  `shape(args, input_shapes)`
+    returns the output shape; without it shapes are found by running the layer on
+    torch's meta device.  Registration happens in Python, never from a spec.
+    """
+    if not isinstance(name, str) or not IDENTIFIER.match(name) or keyword.iskeyword(name):
+        raise ValueError(f"layer type name {name!r} must be a Python identifier")
+    if name in BUILTIN_TYPES:
+        raise ValueError(f"{name!r} is a built-in layer type; choose another name")
+    if name in _USER_TYPES and not replace:
+        raise ValueError(f"{name!r} is already registered; pass replace=True to replace it")
+    if not callable(factory):
+        raise TypeError("factory must be callable (an nn.Module class or a function returning one)")
+    described = _describe_signature(factory) if args is None else {
+        arg: (schema if isinstance(schema, dict) and {"schema", "required"} <= schema.keys()
+              else {"schema": dict(schema or {}), "required": False})
+        for arg, schema in args.items()}
+    entry = LayerType(name, "user", getattr(factory, "__qualname__", repr(factory)), described,
+                      tuple(inputs), doc, factory, shape)
+    _USER_TYPES[name] = entry
+    return entry
+
+
+def unregister_layer(name: str) -> None:
+    _USER_TYPES.pop(name, None)
+
+
+_PY_TYPES = {int: INT, float: NUM, bool: {"type": "boolean"}, str: {"type": "string"}}
+
+
+def _describe_signature(factory) -> dict:
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return {}
+    out = {}
+    for arg, p in params.items():
+        if arg in ("self", "device", "dtype") or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        schema = dict(_PY_TYPES.get(p.annotation, {}))
+        if not schema and p.default is not p.empty and type(p.default) in _PY_TYPES:
+            schema = dict(_PY_TYPES[type(p.default)])
+        out[arg] = {"schema": schema, "required": p.default is p.empty}
+    return out
+
+
+def catalog_names(group: str) -> list[str]:
+    """Names of the losses, optimizers or schedulers torch offers."""
+    return sorted(CATALOG[group])
