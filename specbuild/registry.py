@@ -69,7 +69,6 @@ _ELEMENTWISE = {
     "log_softmax": ("torch.log_softmax", {"dim": _arg(DIM)}),
     "clamp": ("torch.clamp", {"min": _arg({"type": ["number", "null"]}, None),
                               "max": _arg({"type": ["number", "null"]}, None)}),
-    "dropout": ("torch.nn.functional.dropout", {"p": _arg(NUM, 0.5)}),
 }
 _SHAPE_OPS = {
     "flatten": ("torch.flatten", {"start_dim": _arg(DIM, 1), "end_dim": _arg(DIM, -1)}),
