@@ -1,0 +1,27 @@
+# Two commands do everything on a fresh machine; each creates the virtual environment on first use.
+#   make demo   train the CNN on the MNIST digits that ship with the package
+#   make test   run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: demo test schema clean
+
+$(BIN)/specbuild: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(BIN)/specbuild
+	$(BIN)/specbuild train specs/cnn.yaml --data mnist-sample --epochs 3 --out runs/demo
+
+test: $(BIN)/specbuild
+	$(BIN)/python -m pytest
+
+# After upgrading torch or registering built-in types: regenerate the catalog and the schema.
+schema: $(BIN)/specbuild
+	$(BIN)/python -m specbuild.catalog_gen
+	$(BIN)/python -m specbuild.schema
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info
