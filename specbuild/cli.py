@@ -44,6 +44,78 @@ def _overrides(assignments) -> dict:
     return out
 
 
+def _summary(args) -> int:
+    from .summary import render, summary
+    print(render(summary(args.spec, network=args.network, overrides=_overrides(args.set))), end="")
+    return 0
+
+
+def _graph(args) -> int:
+    from .render_graph import spec_graph, to_dot, to_mermaid, to_png
+    drawing = spec_graph(args.spec, overrides=_overrides(args.set))
+    if args.format == "png":
+        out = args.out or os.path.splitext(os.path.basename(args.spec))[0] + ".png"
+        to_png(drawing, out, title=os.path.basename(args.spec))
+        print(f"wrote {out}")
+        return 0
+    text = to_mermaid(drawing) if args.format == "mermaid" else to_dot(drawing, os.path.basename(args.spec))
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _list(args) -> int:
+    from . import registry
+    what = args.what
+    if what == "specs":
+        from .guide_map import HEADINGS, shipped_specs
+        for name, doc in shipped_specs().items():
+            print(f"{name:16} {doc}")
+        print("\nguide heading -> spec")
+        for heading, name in HEADINGS.items():
+            print(f"  {heading:40} {name}")
+        return 0
+    if what in ("losses", "optimizers", "schedulers"):
+        for name in registry.catalog_names(what):
+            print(f"{name:28} {_signature(registry.CATALOG[what][name]['args'])}")
+        return 0
+    if what == "metrics":
+        print("\n".join(registry.METRIC_NAMES))
+        return 0
+    if what == "datasets":
+        from .data import DATASETS
+        print("\n".join(DATASETS))
+        return 0
+    types = registry.layer_types()
+    if what in types:
+        entry = types[what]
+        print(f"{what} ({entry.kind}: {entry.target})\n  {_signature(entry.args)}")
+        return 0
+    kinds = {"layers": ("module", "wrapper", "user"), "functions": ("function",)}.get(what)
+    if kinds is None:
+        from .errors import did_you_mean
+        raise SpecError(f"nothing to list named {what!r}", hint=did_you_mean(what, list(types) + LISTABLE)
+                        or "try: " + ", ".join(LISTABLE))
+    for name, entry in types.items():
+        if entry.kind in kinds:
+            print(f"{name:28} {_signature(entry.args)}")
+    return 0
+
+
+LISTABLE = ["specs", "layers", "functions", "losses", "optimizers", "schedulers", "metrics", "datasets"]
+
+
+def _signature(args: dict) -> str:
+    parts = []
+    for name, spec in args.items():
+        parts.append(name if spec["required"] else f"{name}={spec.get('default')!r}")
+    return "(" + ", ".join(parts) + ")"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="specbuild", description="PyTorch models written as data.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -53,16 +125,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a param (or a dotted key)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
     p.set_defaults(run=_validate)
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+
+    p = sub.add_parser("summary", help="per layer: type, inputs, output shape and parameters (no weights allocated)")
+    p.add_argument("spec")
+    p.add_argument("--network", help="only this network of a multi-network spec")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.set_defaults(run=_summary)
+
+    p = sub.add_parser("graph", help="the spec's graph as Mermaid, Graphviz DOT or PNG")
+    p.add_argument("spec")
+    p.add_argument("--format", choices=["mermaid", "dot", "png"], default="mermaid")
+    p.add_argument("--out", "-o", help="file to write (PNG default: <spec name>.png)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.set_defaults(run=_graph)
+
+    p = sub.add_parser("list", help="shipped specs and the guide's headings, or the known layer types, losses...")
+    p.add_argument("what", nargs="?", default="specs", help=" | ".join(LISTABLE) + " | a layer type")
+    p.set_defaults(run=_list)
+
+    from .cli_train import add_train_commands
+    add_train_commands(sub)
     return parser
 
 
-_EXTRA_COMMANDS: list = []   # filled by the modules that add subcommands
-
-
 def main(argv=None) -> int:
-    from . import cli_commands  # noqa: F401  (registers the other subcommands)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -88,9 +88,8 @@ def load_spec(source, *, max_bytes=10_000_000, max_depth=64, max_nodes=200_000) 
     elif isinstance(source, str):
         if "\n" not in source and not source.startswith("{") and os.path.exists(source):
             file, text = source, _read_file(source, max_bytes)
-        elif (re.fullmatch(r"[^\n]*\.(?:ya?ml|json)", source, re.I)
-              and not re.search(r":[ \t]|:\Z", source) and not source.startswith("{")):
-            # Can never be a valid spec text, so it must be a file that is not there.
+        elif "\n" not in source and not re.search(r":[ \t]|:\Z", source) and not source.lstrip().startswith(("{", "[")):
+            # One line with no `key: value` can never be a valid spec text: a file that is not there.
             raise SpecError("no such file", file=source)
         else:
             file, text = None, source

@@ -1,1 +1,0 @@
-"""Subcommands beyond validate register here (summary, graph, list, train...)."""
