@@ -45,6 +45,8 @@ def _args_def(entry_args: dict, inferred=(), extra_keys=None) -> dict:
     properties = {key: True for key in (extra_keys or {})}
     required = []
     for arg, spec in entry_args.items():
+        if arg in TRAIN_KEYS_MATCHING_ARGS and arg in properties:
+            continue   # a loss's `weight:` is its share of the sum, not CrossEntropyLoss(weight=...)
         properties[arg] = _with_variables(spec["schema"])
         if spec["required"] and arg not in inferred:
             required.append(arg)
