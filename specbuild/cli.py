@@ -72,9 +72,9 @@ def _list(args) -> int:
     from . import registry
     what = args.what
     if what == "specs":
-        from .guide_map import HEADINGS, shipped_specs
-        for name, doc in shipped_specs().items():
-            print(f"{name:16} {doc}")
+        from .guide_map import HEADINGS, SPEC_DOCS
+        for name, doc in SPEC_DOCS.items():
+            print(f"{name:16} {doc['summary']}")
         print("\nguide heading -> spec")
         for heading, name in HEADINGS.items():
             print(f"  {heading:40} {name}")
@@ -156,6 +156,9 @@ def main(argv=None) -> int:
     except SpecError as error:
         print(error, file=sys.stderr)
         return 1
+    except BrokenPipeError:   # `specbuild list | head`: the reader left; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

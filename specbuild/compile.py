@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import operator
 import re
+import warnings
 
 import torch
 import torch.fx as fx
@@ -136,16 +137,27 @@ def _one_module(type_name: str, shape, checked: Checked, node: Node) -> nn.Modul
 def instantiate(type_name: str, args: dict) -> nn.Module:
     """Build a registered layer from its (shape-filled) arguments, nested layers included."""
     entry = registry.lookup(type_name)
-    built = {key: instantiate(value["type"], {k: v for k, v in value.items() if k != "type"})
-             if isinstance(value, dict) and "type" in value else _tuple_lists(value)
-             for key, value in args.items()}
+    built = {key: _built(value) for key, value in args.items()}
     if entry.kind == "user":
         return entry.factory(**built)
     factory = resolve_target(entry.target)
+    if type_name == "Sequential":
+        return factory(*built["layers"])
     if entry.kind == "wrapper":
         inner = built.pop("module")
-        return factory(inner, **built)
+        with warnings.catch_warnings():   # the spec asks for this layout (weight_g, weight_v) on purpose
+            warnings.filterwarnings("ignore", message=".*weight_norm.*deprecated", category=FutureWarning)
+            return factory(inner, **built)
     return factory(**built)
+
+
+def _built(value):
+    """An argument as torch takes it: nested layers built, lists as tuples."""
+    if isinstance(value, dict) and "type" in value:
+        return instantiate(value["type"], {k: v for k, v in value.items() if k != "type"})
+    if isinstance(value, list) and value and all(isinstance(v, dict) and "type" in v for v in value):
+        return [_built(v) for v in value]
+    return _tuple_lists(value)
 
 
 def _tuple_lists(value):

@@ -23,12 +23,12 @@ class Problem:
     key: tuple = field(default=(), repr=False, compare=False)   # the path as a tuple of keys
 
     def __str__(self) -> str:
-        where = self.file or "<spec>"
+        where = self.file or ("<spec>" if self.line is not None else "")
         if self.line is not None:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
-        text = where + ": "
+        text = where + ": " if where else ""
         if self.severity == "warning":
             text += "warning: "
         if self.path:

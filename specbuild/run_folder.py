@@ -1,0 +1,105 @@
+"""A run folder: everything one training run leaves behind.
+
+    runs/cnn-20261127-101500/
+      spec.yaml        the spec as it ran (overrides applied, variables substituted)
+      metrics.jsonl    one JSON object per epoch
+      metrics.csv      the same as a table
+      last.pt          the last complete epoch's checkpoint (spec + weights + training state)
+      best.pt          the checkpoint of the best epoch by the monitored metric
+      curves.png       training curves
+      samples/         GAN sample grids, one per epoch
+
+Only one process writes it (rank 0 under torchrun).  Checkpoints are written
+atomically, so a run killed at any moment leaves its previous checkpoint whole.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+import yaml
+
+from .checkpoint import save_checkpoint
+
+
+class RunFolder:
+    def __init__(self, path, *, writer: bool = True):
+        self.path = Path(path)
+        self.writer = writer
+        if writer:
+            self.path.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def create(cls, out: str | None, spec_name: str, *, writer: bool = True) -> "RunFolder":
+        if out is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            out = os.path.join("runs", f"{spec_name}-{stamp}")
+            suffix = 1
+            while os.path.exists(out):
+                out = os.path.join("runs", f"{spec_name}-{stamp}-{suffix}")
+                suffix += 1
+        return cls(out, writer=writer)
+
+    @property
+    def last(self) -> Path:
+        return self.path / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.path / "best.pt"
+
+    def write_spec(self, data: dict) -> None:
+        if self.writer:
+            _atomic_text(self.path / "spec.yaml", yaml.safe_dump(data, sort_keys=False))
+
+    def write_history(self, history: list[dict]) -> None:
+        """Rewrite the metrics files from the whole history (a resumed run continues them)."""
+        if not self.writer:
+            return
+        _atomic_text(self.path / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+        columns = list(dict.fromkeys(key for row in history for key in row))
+        with open(self.path / "metrics.csv.tmp", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(history)
+        os.replace(self.path / "metrics.csv.tmp", self.path / "metrics.csv")
+
+    def save(self, payload: dict, *, best: bool = False, name: str | None = None) -> None:
+        if not self.writer:
+            return
+        save_checkpoint(self.path / (name or "last.pt"), payload)
+        if best:
+            save_checkpoint(self.best, payload)
+
+    def plot(self, history: list[dict]) -> None:
+        if not self.writer or not history:
+            return
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        epochs = [row["epoch"] for row in history]
+        losses = [k for k in history[-1] if k.endswith("loss") and isinstance(history[-1][k], (int, float))]
+        scores = [k for k in history[-1] if k.startswith("val_") and k not in losses
+                  and isinstance(history[-1][k], (int, float))]
+        panels = [p for p in (losses, scores) if p]
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+        for ax, keys, title in zip(axes[0], panels, ("loss", "metrics")):
+            for key in keys:
+                ax.plot(epochs, [row.get(key) for row in history], marker="o", label=key)
+            ax.set_xlabel("epoch")
+            ax.set_title(title)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(self.path / "curves.png", dpi=100)
+        plt.close(fig)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
