@@ -100,14 +100,11 @@ SPEC_DOCS: dict[str, dict] = {
     "autoencoder": {
         "summary": "Autoencoder: flatten, encoder (Linear(784, 128), ReLU, Linear(128, 32), ReLU), decoder (Linear(32, 128), "
                    "ReLU, Linear(128, 784), Sigmoid); reconstruction of [0, 1] pixels",
-        "deviations": ("names only: the guide's nn.Sequential encoder/decoder name weights by position (encoder.0.weight); "
-                       "spec names are identifiers, so they are encoder.fc0.weight, encoder.fc2.weight, ...",)},
+        "deviations": ()},
     "gan": {
         "summary": "GAN: networks generator (main: Linear(100, 128), ReLU, Linear(128, 784), Tanh) and discriminator "
                    "(main: Linear(784, 128), LeakyReLU(0.2), Linear(128, 1), Sigmoid); BCELoss",
-        "deviations": ("both networks exist: the guide's `discriminator = Discriminator` never instantiates it",
-                       "names only: the guide's nn.Sequential main names weights by position (main.0.weight); "
-                       "spec names are identifiers, so they are main.fc0.weight, main.fc2.weight")},
+        "deviations": ("both networks exist: the guide's `discriminator = Discriminator` never instantiates it",)},
     "multi_input": {
         "summary": "MultiInputModel: x1 image -> flatten, fc1 Linear(784, 128), relu; x2 [10] -> fc2 Linear(10, 128), relu; "
                    "cat, fc3 Linear(256, 10), softmax",

@@ -96,6 +96,7 @@ _MERGE_OPS = {
     "matmul": ("torch.matmul", {}, (2, 2)),
 }
 _WRAPPERS = {
+    "Sequential": ("torch.nn.Sequential", {"layers": _arg({"type": "array", "items": NESTED, "minItems": 1})}),
     "weight_norm": ("torch.nn.utils.weight_norm", {
         "module": _arg(NESTED), "name": _arg({"type": "string"}, "weight"), "dim": _arg(DIM, 0)}),
     "spectral_norm": ("torch.nn.utils.spectral_norm", {

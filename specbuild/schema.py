@@ -148,7 +148,9 @@ def _train_defs() -> dict:
         "data": {"anyOf": [{"type": "string"}, {"type": "object", "additionalProperties": False, "properties": {
             "dataset": {"type": "string"}, "batch_size": positive, "normalize": {"enum": ["standard", "unit", "symmetric"]},
             "limit": positive, "val_split": number, "target": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-            "test": {"type": "string"}, "root": {"type": "string"}, "shuffle": {"type": "boolean"}}}]},
+            "test": {"type": "string"}, "root": {"type": "string"}, "shuffle": {"type": "boolean"},
+            "path": {"type": "string"}, "samples": positive, "seed": integer, "num_embeddings": positive,
+            "task": {"enum": ["classification", "regression"]}}}]},
     }
     for group, def_name, extra in (("losses", "loss", {"on": {"$ref": "#/$defs/ref"}, "target": {"type": "string"},
                                                         "weight": number}),

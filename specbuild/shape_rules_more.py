@@ -229,6 +229,27 @@ def nested(a, name, inputs):
     return r
 
 
+@rule("Sequential", layers=R)
+def _sequential(a, inputs):
+    # nn.Sequential of nested layers: parameters are named by position (0.weight, 2.bias)
+    layers = a["layers"]
+    if not isinstance(layers, list) or not layers:
+        raise ShapeError("Sequential.layers must be a non-empty list of layers", arg="layers")
+    filled, params, x = [], {}, inputs
+    for i, spec in enumerate(layers):
+        if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+            raise ShapeError(f"Sequential.layers[{i}] must be a layer spec with a 'type', not {spec!r}", arg="layers")
+        try:
+            r = infer(spec["type"], {k: v for k, v in spec.items() if k != "type"}, x)
+        except ShapeError as e:
+            raise ShapeError(f"Sequential.layers[{i}] ({spec['type']}): {e.message}", e.hint, "layers") from None
+        filled.append({"type": spec["type"], **r.args})
+        params.update({f"{i}.{k}": v for k, v in r.param_shapes.items()})
+        x = [r.output]
+    a.fill("layers", filled)
+    return x[0], params
+
+
 @rule("weight_norm", module=R, name="weight", dim=0)
 def _weight_norm(a, inputs):
     r = nested(a, "module", inputs)

@@ -158,7 +158,8 @@ def _translate(error, data, spec) -> list[Problem]:
                              hint=f"add `{missing}: ...`")]
     if kind in ("enum", "const") and path and path[-1] == "type":
         choices = error.validator_value if kind == "enum" else [error.validator_value]
-        return [spec.problem(f"unknown {path[-2] if len(path) > 1 else ''} type {error.instance!r}".replace("  ", " "),
+        what = next((k for k in reversed(path[:-1]) if isinstance(k, str)), "")   # loss[1].type: "loss", not "1"
+        return [spec.problem(f"unknown {what} type {error.instance!r}".replace("  ", " "),
                              path, node=name, hint=did_you_mean(error.instance, choices))]
     if kind in ("enum", "const"):
         choices = error.validator_value if kind == "enum" else [error.validator_value]
@@ -248,7 +249,18 @@ def _arity(type_name, graphs) -> tuple[int, int]:
 def _nested_problems(args: dict, path: tuple, name, spec) -> list[Problem]:
     problems = []
     for key, value in args.items():
+        if isinstance(value, list):   # Sequential's layers
+            for i, item in enumerate(value):
+                if isinstance(item, dict) and "type" in item:
+                    problems += _nested_problems({i: item}, path + (key,), name, spec)
+            continue
         if isinstance(value, dict) and "type" in value:
+            nested_type = registry.lookup(value["type"])
+            if nested_type is not None and not nested_type.makes_module:
+                problems.append(spec.problem(f"{value['type']!r} is a tensor function, and a layer given as an argument "
+                                             "must be a module", path + (key, "type"), node=name,
+                                             hint=did_you_mean(value["type"], [t for t, e in registry.layer_types().items()
+                                                                               if e.makes_module])))
             for reserved in ("in", "name", "repeat", "share"):
                 if reserved in value:
                     problems.append(spec.problem(f"a layer given as an argument takes no `{reserved}:`",

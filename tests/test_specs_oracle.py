@@ -354,11 +354,6 @@ def sequence(length, dim):
     return lambda b: (torch.randn(b, length, dim),)
 
 
-def sequential_to_block(key: str) -> str:
-    """The guide's nn.Sequential position N is the spec's block layer fcN: encoder.0.weight -> encoder.fc0.weight."""
-    return re.sub(r"(^|\.)(\d+)\.", r"\1fc\2.", key)
-
-
 @dataclass
 class Case:
     spec: str
@@ -368,7 +363,6 @@ class Case:
     extra: dict = field(default_factory=dict)       # further spec params (seq_len), matching `inputs`
     guide_args: dict = field(default_factory=dict)  # the guide's own values, the spec's defaults
     network: str | None = None
-    rename: Callable[[str], str] | None = None      # oracle key -> spec key, where names cannot match
 
     @property
     def overrides(self) -> dict:
@@ -392,9 +386,9 @@ CASES = [
     Case("gru", GRU, sequence(7, 3), RECURRENT_SMALL, {"seq_len": 7}, RECURRENT_GUIDE),
     Case("transformer", Transformer, sequence(5, 32), {**SEQUENCE_SMALL, "num_layers": 2}, {"seq_len": 5},
          {"input_dim": 512, "num_heads": 8, "num_layers": 6}),
-    Case("autoencoder", Autoencoder, image, rename=sequential_to_block),
-    Case("gan", Generator, vector(100), network="generator", rename=sequential_to_block),
-    Case("gan", Discriminator, vector(784), network="discriminator", rename=sequential_to_block),
+    Case("autoencoder", Autoencoder, image),
+    Case("gan", Generator, vector(100), network="generator"),
+    Case("gan", Discriminator, vector(784), network="discriminator"),
     Case("multi_input", MultiInputModel, lambda b: (torch.randn(b, 1, 28, 28), torch.randn(b, 10))),
     Case("single_output", SingleOutputModel, vector(10)),
     Case("multi_output", MultiOutputModel, image),
@@ -446,10 +440,7 @@ def test_spec_computes_what_the_guide_module_computes(case):
     torch.manual_seed(0)
     oracle = perturbed(case.oracle(**case.args)).eval()
     model = build_model(path(case), network=case.network, overrides=case.overrides).eval()
-    state = oracle.state_dict()
-    if case.rename:
-        state = {case.rename(k): v for k, v in state.items()}
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(oracle.state_dict(), strict=True)
     x = case.inputs(BATCH)
     with torch.no_grad():
         want, got = as_tuple(oracle(*x)), as_tuple(model(*x))
@@ -476,7 +467,7 @@ def test_guide_sizes_by_default(case):
     with torch.device("meta"):
         model = build_model(checked, network=case.network)
         oracle = case.oracle(**case.guide_args)
-    shapes = {(case.rename or str)(k): tuple(v.shape) for k, v in oracle.state_dict().items()}
+    shapes = {k: tuple(v.shape) for k, v in oracle.state_dict().items()}
     assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == shapes
     assert n_params(model) == inferred == n_params(oracle)
 
