@@ -55,7 +55,7 @@ def evaluate(checkpoint: str, *, data=None, data_root=None, limit=None, device="
     bundle = load_data(cfg, spec_inputs(checked, network), root=data_root, download=download, limit=limit)
     objectives = build_objectives(train_cfg, graph, bundle.info, train_cfg.get("task"))
     metric_names = resolve_metrics(train_cfg.get("metrics") or _default_metrics(objectives))
-    wanted = list(dict.fromkeys([o.on for o in objectives] + graph.output_names()))
+    wanted = list(dict.fromkeys(o.on for o in objectives))
     model = build_model(checked, network=network, outputs={n: n for n in wanted})
     model.load_state_dict(state["model"])
     model.to(device)

@@ -38,7 +38,7 @@ class Progress:
         if self.quiet:
             return
         shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items()
-                          if isinstance(v, float) and k not in ("lr", "seconds"))
+                          if isinstance(v, float) and k not in ("lr", "seconds", "train_seconds"))
         prefix = "\r" if self.live else ""
         self.stream.write(f"{prefix}epoch {epoch}/{epochs}: {shown} ({row.get('seconds', 0):.1f} s)\n")
         self.stream.flush()

@@ -167,7 +167,9 @@ class _Trainer:
         self.task = infer_task(train_cfg, self.objectives)
         self.metric_names = resolve_metrics(train_cfg.get("metrics") or _default_metrics(self.objectives))
         seed_everything(self.seed)
-        wanted = list(dict.fromkeys([o.on for o in self.objectives] + self.graph.output_names()))
+        # The training graph returns just what the losses read (the logits): a softmax the model
+        # returns for users is not computed in training, where nothing reads it.
+        wanted = list(dict.fromkeys(o.on for o in self.objectives))
         self.model = build_model(checked, network=self.network, outputs={n: n for n in wanted}).to(self.device)
         self.optimizer = make_optimizer(train_cfg.get("optimizer"), self.model.parameters())
         self.epochs = int(train_cfg.get("epochs", DEFAULT_EPOCHS))
@@ -227,13 +229,18 @@ class _Trainer:
                                   f"(resume from {self.folder.last} to repeat that epoch)", exit_code=130) from None
         finally:
             self.folder.plot(self.history)
-        return Run(self.history, self.model, self.folder.path, self.best, self.task, self.bundle.info)
+        return Run(self.history, self.trained_model(), self.folder.path, self.best, self.task, self.bundle.info)
+
+    def trained_model(self):
+        """The model with the spec's own outputs (training read the loss nodes), holding the trained weights."""
+        model = build_model(self.checked, network=self.network)
+        model.load_state_dict(self.model.state_dict())
+        return model.to(self.device).eval()
 
     def one_epoch(self, epoch: int) -> dict:
         started = time.perf_counter()
         self.model.train()
-        total = torch.zeros((), device=self.device)
-        count = 0
+        total, total_cpu, count = torch.zeros((), device=self.device), 0.0, 0
         check_each_step = self.device.type == "cpu"   # a sync per step is free on the CPU, not on a GPU
         batches = self.train_data.batches(self.batch_size, shuffle=self.shuffle, generator=self.shuffle_rng,
                                           rank=self.dist.rank, world_size=self.dist.world_size)
@@ -243,19 +250,24 @@ class _Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             outputs = self.model(*inputs)
             loss = self.loss(outputs, inputs, targets)
-            if check_each_step and not math.isfinite(value := loss.item()):
-                self.non_finite(value, epoch, i)
+            if check_each_step:
+                value = loss.item()
+                if not math.isfinite(value):
+                    self.non_finite(value, epoch, i)
+                total_cpu += value
+            else:
+                total += loss.detach()     # summed on the device: no sync per step
             loss.backward()
             if self.clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(self.clip))
             self.optimizer.step()
             if self.interval == "step":
                 step_scheduler(self.scheduler, None)
-            total += loss.detach()
             count += 1
             self.step += 1
             self.progress.step(i + 1, loss)
-        train_loss = (total / max(count, 1)).item()
+        train_seconds = time.perf_counter() - started
+        train_loss = (total.item() + total_cpu) / max(count, 1)
         if not math.isfinite(train_loss):
             self.non_finite(train_loss, epoch, count - 1)
         row = {"epoch": epoch + 1, "train_loss": train_loss}
@@ -264,7 +276,8 @@ class _Trainer:
         if self.interval == "epoch":
             step_scheduler(self.scheduler, row.get(self.monitor))
         row["lr"] = self.optimizer.param_groups[0]["lr"]
-        row["seconds"] = round(time.perf_counter() - started, 3)
+        row["train_seconds"] = round(train_seconds, 3)          # the optimisation alone
+        row["seconds"] = round(time.perf_counter() - started, 3)  # with the evaluation
         return row
 
     def loss(self, outputs: dict, inputs: list, targets: dict) -> torch.Tensor:
