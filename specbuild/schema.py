@@ -61,9 +61,15 @@ def _dispatch(prefix: str, names) -> list:
              "then": {"$ref": f"#/$defs/{prefix}.{name}"}} for name in sorted(names)]
 
 
-def build_schema(types: dict | None = None) -> dict:
-    """The whole schema; `types` defaults to every type registered now."""
+def build_schema(types: dict | None = None, *, dispatch: bool = True) -> dict:
+    """The whole schema; `types` defaults to every type registered now.
+
+    With dispatch=False, layer nodes are not matched to their type's arguments
+    (the if/then over every type); the validator does that itself, node by node,
+    against the same `layer.<Type>` definitions, which is ~10x faster.
+    """
     types = registry.layer_types() if types is None else types
+    by_type = _dispatch("layer", types) if dispatch else []
     defs: dict = {
         "identifier": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
         "variable": {"type": "string", "pattern": r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$"},
@@ -82,9 +88,9 @@ def build_schema(types: dict | None = None) -> dict:
                               {"type": "object", "propertyNames": {"$ref": "#/$defs/identifier"},
                                "additionalProperties": {"$ref": "#/$defs/ref"}, "minProperties": 1}]},
         "layers": {"type": "array", "items": {"$ref": "#/$defs/layer"}, "minItems": 1},
-        "layer": {"type": "object", "properties": LAYER_KEYS, "allOf": _dispatch("layer", types)},
+        "layer": {"type": "object", "properties": LAYER_KEYS, "allOf": by_type},
         "nested_layer": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}},
-                         "allOf": _dispatch("layer", types)},
+                         "allOf": by_type},
         "graph": {"type": "object", "additionalProperties": False, "required": ["layers"],
                   "properties": {"doc": {"type": "string"}, "inputs": {"$ref": "#/$defs/inputs"},
                                  "layers": {"$ref": "#/$defs/layers"}, "outputs": {"$ref": "#/$defs/outputs"}}},

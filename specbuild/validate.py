@@ -50,10 +50,11 @@ def check(spec, *, overrides: dict | None = None, shapes: bool = True) -> Checke
     checked = Checked(spec, data, graphs)
     if not problems:
         problems += semantic_problems(checked)
-    if not problems and shapes:
+    # a warning (a layer no output uses) must not stop the later stages: only errors do
+    if not _has_errors(problems) and shapes:
         from .infer import infer_shapes   # shape rules: pure Python, no torch
         problems += infer_shapes(checked)
-    if not problems:
+    if not _has_errors(problems):
         from .lint import lint
         problems += lint(checked)
     for problem in problems:
@@ -66,27 +67,75 @@ def check(spec, *, overrides: dict | None = None, shapes: bool = True) -> Checke
     return checked
 
 
+def _has_errors(problems: list[Problem]) -> bool:
+    return any(p.severity == "error" for p in problems)
+
+
 def _sorted(problems: list[Problem]) -> list[Problem]:
     return sorted(problems, key=lambda p: (p.line or 0, p.column or 0))
 
 
+class _Validators:
+    """The spec schema without per-type dispatch, plus one validator per layer type's arguments."""
+
+    def __init__(self):
+        self.schema = build_schema(dispatch=False)
+        self.whole = jsonschema.Draft202012Validator(self.schema)
+        self.by_type: dict = {}
+
+    def for_type(self, type_name: str):
+        if type_name not in self.by_type:
+            self.by_type[type_name] = jsonschema.Draft202012Validator(
+                {"$ref": f"#/$defs/layer.{type_name}", "$defs": self.schema["$defs"]})
+        return self.by_type[type_name]
+
+
 @lru_cache(maxsize=4)
-def _validator(types_key: tuple):
-    schema = build_schema()
-    return jsonschema.Draft202012Validator(schema)
+def _validators(types_key: tuple) -> _Validators:
+    return _Validators()
 
 
 def schema_problems(data: dict, spec: Spec) -> list[Problem]:
-    key = tuple(sorted(registry.layer_types()))
-    validator = _validator(key)
+    validators = _validators(tuple(sorted(registry.layer_types())))
+    errors = list(validators.whole.iter_errors(data))
+    for path, node in _layer_nodes(data):
+        if registry.lookup(node.get("type")) is not None:   # unknown types are reported with the graph
+            for error in validators.for_type(node["type"]).iter_errors(node):
+                error.path.extendleft(reversed(path))    # make its path the node's place in the spec
+                errors.append(error)
     problems, seen = [], set()
-    for error in validator.iter_errors(data):
+    for error in errors:
         for problem in _translate(error, data, spec):
             marker = (problem.path, problem.message)
             if marker not in seen:
                 seen.add(marker)
                 problems.append(problem)
     return problems
+
+
+def _layer_nodes(data: dict):
+    """(path, node) of every layer in the spec: in layers lists, blocks, networks, and nested as arguments."""
+    def layers_of(graph, base):
+        if isinstance(graph, dict) and isinstance(graph.get("layers"), list):
+            for i, node in enumerate(graph["layers"]):
+                if isinstance(node, dict):
+                    yield base + ("layers", i), node
+                    yield from nested(node, base + ("layers", i))
+
+    def nested(node, base):
+        for key, value in node.items():
+            items = value if isinstance(value, list) else [value]
+            for i, item in enumerate(items):
+                if isinstance(item, dict) and isinstance(item.get("type"), str):
+                    where = base + ((key, i) if isinstance(value, list) else (key,))
+                    yield where, item
+                    yield from nested(item, where)
+
+    yield from layers_of(data, ())
+    for group in ("blocks", "networks"):
+        if isinstance(data.get(group), dict):
+            for name, graph in data[group].items():
+                yield from layers_of(graph, (group, name))
 
 
 def _node_name(data, path) -> tuple[str | None, str | None]:
