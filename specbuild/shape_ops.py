@@ -252,7 +252,8 @@ def _matmul(a, inputs):
 def _reduce(a, inputs):
     (x,) = tensor(a.type, inputs)
     dim = a["dim"]
-    dims = [dim] if isinstance(dim, int) else range(len(x)) if not dim else dim
+    # a float such as 1.0 passes the schema's "integer"; norm_dim refuses it
+    dims = [dim] if isinstance(dim, (int, float)) else range(len(x)) if not dim else dim
     drop = [norm_dim(d, len(x), "dim", a.type) for d in dims]
     if len(set(drop)) != len(drop):
         raise ShapeError(f"{a.type} dim {dim!r} repeats a dim", arg="dim")
@@ -314,6 +315,8 @@ def parse_index(text) -> tuple:
         if not _INT.fullmatch(p):
             raise ShapeError(f"bad index {text!r}: {item.strip()!r} is not an int, a slice "
                              "a:b:c, '...' or 'None'", arg="at")
+        if len(p) > 30:         # int() refuses more than 4300 digits; no dim is this large anyway
+            raise ShapeError(f"bad index: {p[:20]}... is too large", arg="at")
         return int(p)
 
     items = []

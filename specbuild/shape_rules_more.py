@@ -83,11 +83,16 @@ def _upsample(a, inputs):
     else:
         sfs = [sf] * n if isinstance(sf, (int, float)) else sf
         if not isinstance(sfs, (list, tuple)) or len(sfs) != n or any(
-                isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 for v in sfs):
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf
+                for v in sfs):
             raise ShapeError(f"{a.type}.scale_factor must be a positive number or {n} of "
                              f"them, not {sf!r}", arg="scale_factor")
-        out = tuple(math.floor(float(L) * f) if known(L) else None
-                    for L, f in zip(x[2:], sfs))
+        try:
+            out = tuple(math.floor(float(L) * f) if known(L) else None
+                        for L, f in zip(x[2:], sfs))
+        except OverflowError:       # float(a huge int), or a product beyond float's range
+            raise ShapeError(f"{a.type}: scale_factor {sf} makes {format_shape(x)} too large",
+                             arg="scale_factor") from None
         if any(v == 0 for v in out):
             raise ShapeError(f"{a.type}: scale_factor {sf} shrinks {format_shape(x)} to "
                              "a zero size", arg="scale_factor")
