@@ -273,12 +273,16 @@ HUGE_COUNTS = {
                                      "    num_layers: 1000000000\n"
                                      "    encoder_layer: {type: TransformerEncoderLayer, d_model: 4, nhead: 1}\n",
     "chunk-chunks": HEAD + "inputs: {x: [1000000000000]}\nlayers:\n  - {type: chunk, chunks: 1000000000000}\n",
+    # 1.2 KB: twelve blocks, each using the next four times, is 4**12 layers to infer
+    "nested-blocks": HEAD + "blocks:\n" + "".join(
+        f"  b{i}:\n    layers:\n" + f"      - {{type: {f'b{i + 1}' if i < 11 else 'relu'}}}\n" * 4 for i in range(12))
+        + "inputs: {x: [4]}\nlayers:\n  - {type: b0}\n",
 }
 
 
 @pytest.mark.parametrize("which", [
     pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="known: shape inference loops/allocates "
-                                                                   "once per copy/layer/chunk, with no bound"))
+                                                                   "once per copy/layer/chunk/block use, with no bound"))
     for name in HUGE_COUNTS])
 def test_huge_counts_do_not_hang_validation(which):
     try:
