@@ -129,7 +129,8 @@ def _graph(name, base, raw, inputs, spec, problems, block_names, is_block=False)
             first = spec.locate(seen[node_name])[0]
             problems.append(spec.problem(f"duplicate name {node_name!r} (first used on line {first})", path + ("name",),
                                          node=node_name, hint="give every input and layer its own name"))
-        seen.setdefault(node_name, path)
+            continue   # keeping the first: the second would read itself, a cycle that is not there
+        seen[node_name] = path
         refs = layer.get("in")
         if refs is None:
             if previous is None:

@@ -26,7 +26,7 @@ LAYER_KEYS = {
     "name": {"$ref": "#/$defs/identifier", "description": "The node's name; a module's name in the state_dict."},
     "type": {"type": "string", "description": "A layer type, tensor function, wrapper or block name."},
     "in": {"$ref": "#/$defs/refs", "description": "Input node(s); default: the previous layer."},
-    "repeat": {"anyOf": [{"type": "integer", "minimum": 1}, {"$ref": "#/$defs/variable"}],
+    "repeat": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 10_000}, {"$ref": "#/$defs/variable"}],
                "description": "Chain this many fresh copies, named name.0, name.1, ..."},
     "share": {"$ref": "#/$defs/identifier", "description": "Apply this named layer again, sharing its weights."},
     "doc": {"type": "string"},

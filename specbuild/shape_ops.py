@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import re
 
-from .shapes import (REQUIRED, ShapeError, format_shape, known, norm_dim, rule,
+from .shapes import (MAX_COUNT, REQUIRED, ShapeError, format_shape, known, norm_dim, rule,
                      same_dim, tensor)
 
 NONE = {}
@@ -265,7 +265,7 @@ def _reduce(a, inputs):
 @rule("chunk", chunks=REQUIRED, dim=0)
 def _chunk(a, inputs):
     (x,) = tensor(a.type, inputs)
-    chunks = a.int("chunks")
+    chunks = a.int("chunks", hi=MAX_COUNT)
     d = norm_dim(a["dim"], len(x), "dim", "chunk")
     size = x[d]
     if not isinstance(size, int):   # unknown size: assume `chunks` pieces of unknown size

@@ -4,7 +4,7 @@ shape_rules: (output, {parameter name: shape}), pure Python."""
 from __future__ import annotations
 
 from .shape_rules_more import nested
-from .shapes import (REQUIRED, ShapeError, format_shape, infer, known, rank, rule, same_dim,
+from .shapes import (MAX_COUNT, REQUIRED, ShapeError, format_shape, infer, known, rank, rule, same_dim,
                      tensor)
 
 R = REQUIRED
@@ -32,7 +32,7 @@ def _recurrent(kind):
         layout = "(N, L, H_in)" if a["batch_first"] else "(L, N, H_in)"
         batched = rank(a.type, x, 2, 3, what=f" {layout} or unbatched (L, H_in)") == 3
         n_in = a.check_size("input_size", x[-1], "features", x)
-        hidden, layers = a.int("hidden_size"), a.int("num_layers")
+        hidden, layers = a.int("hidden_size"), a.int("num_layers", hi=MAX_COUNT)
         a.prob("dropout")
         proj = a.int("proj_size", 0) if kind == "LSTM" else 0
         if proj >= hidden:
@@ -211,7 +211,7 @@ def _stack(decoder):
           **{name: R}, num_layers=R, norm=None, **extra)
     def stack(a, inputs):
         xs = tensor(a.type, inputs, 8 if decoder else 4, 2 if decoder else 1)[:2 if decoder else 1]
-        n = a.int("num_layers")
+        n = a.int("num_layers", hi=MAX_COUNT)
         r = nested(a, name, xs)
         if r.output != xs[0]:
             raise ShapeError(f"{a.type}: its {name} maps {format_shape(xs[0])} to "

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from .errors import did_you_mean
 
 REQUIRED = object()          # default marking an argument the spec must give
+# Counts that rules loop over (stacked layers, chunks): bounded, so a typo cannot hang validation.
+MAX_COUNT = 10_000
 _TORCH_KWARGS = ("device", "dtype")   # factory kwargs every torch.nn layer takes
 
 
@@ -113,10 +115,13 @@ class Args:
     def fill(self, name, value):
         self.out[name] = self.v[name] = value
 
-    def int(self, name, lo=1):
+    def int(self, name, lo=1, hi=None):
         v = self[name]
         if not isinstance(v, int) or isinstance(v, bool) or v < lo:
             raise ShapeError(f"{self.type}.{name} must be an int >= {lo}, not {v!r}", arg=name)
+        if hi is not None and v > hi:
+            raise ShapeError(f"{self.type}.{name} is {v:,}, over specbuild's limit of {hi:,}", arg=name,
+                             hint="a count this large is a typo, or a model no machine holds")
         return v
 
     def ints(self, name, n, lo=0):

@@ -170,6 +170,10 @@ def _describe(schema: dict) -> str:
                 "#/$defs/nested_layer": "a layer (a mapping with `type:`)", "#/$defs/shape": "a shape (a list of sizes)",
                 }.get(schema["$ref"], "a " + schema["$ref"].rsplit("/", 1)[-1])
     kind = schema.get("type")
+    if kind in ("integer", "number") and ("minimum" in schema or "maximum" in schema):
+        bounds = [f">= {schema['minimum']}"] if "minimum" in schema else []
+        bounds += [f"<= {schema['maximum']:,}"] if "maximum" in schema else []
+        return ("an integer " if kind == "integer" else "a number ") + " and ".join(bounds)
     words = {"integer": "an integer", "number": "a number", "boolean": "true or false", "string": "a string",
              "null": "null", "object": "a mapping", "array": "a list"}
     if isinstance(kind, list):
@@ -177,7 +181,7 @@ def _describe(schema: dict) -> str:
     if kind == "array" and "items" in schema:
         size = schema.get("minItems") if schema.get("minItems") == schema.get("maxItems") else None
         item = _describe(schema["items"])
-        if item.startswith(("a ", "an ")) and " " not in item.split(" ", 1)[1]:
+        if item.startswith(("a ", "an ")) and " or " not in item:   # "a node name" -> "node names"
             item = item.split(" ", 1)[1] + ("es" if item.endswith("s") else "s")
         return f"a list of {size} {item}" if size else f"a list of {item}"
     return words.get(kind, "a value")
@@ -197,8 +201,9 @@ def _translate(error, data, spec) -> list[Problem]:
         allowed = list(error.schema.get("properties", {}))
         extras = [k for k in error.instance if k not in error.schema.get("properties", {})]
         what = "argument" if type_name and len(path) >= 1 else "key"
+        allowed = [a for a in allowed if a not in ("doc", "type")]
         return [spec.problem(f"unknown {what} {k!r}{owner}", path + (k,), node=name,
-                             hint=did_you_mean(k, allowed) or "expected one of: " + ", ".join(a for a in allowed if a not in ("doc",)))
+                             hint=did_you_mean(k, allowed) or "expected one of: " + ", ".join(allowed))
                 for k in extras]
     if kind == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message

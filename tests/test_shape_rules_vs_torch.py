@@ -61,6 +61,9 @@ def _sub(value, n):
 
 def build_module(type_name, args):
     # as the compiler does: nested specs become modules, lists tuples
+    if type_name == "Sequential":
+        return nn.Sequential(*[build_module(layer["type"], {a: b for a, b in layer.items() if a != "type"})
+                               for layer in args["layers"]])
     args = {k: build_module(v["type"], {a: b for a, b in v.items() if a != "type"})
             if isinstance(v, dict) and "type" in v else tuple(v) if isinstance(v, list) else v
             for k, v in args.items()}
@@ -419,6 +422,13 @@ for module, x in [({"type": "Linear", "out_features": 4}, ("N", 3)),
                   ({"type": "Linear", "out_features": 4, "bias": False}, ("N", 3))]:
     grid("weight_norm", [[x]], module=[module], dim=[OMIT, 1, None, -1, -2, 5], name=[OMIT])
     grid("spectral_norm", [[x]], module=[module], dim=[None, 1], name=[OMIT])
+for layers, x in [([{"type": "Linear", "out_features": 8}, {"type": "ReLU"}, {"type": "Linear", "out_features": 2}],
+                   ("N", 3)),
+                  ([{"type": "Conv2d", "out_channels": 4, "kernel_size": 3}, {"type": "BatchNorm2d"},
+                    {"type": "Flatten"}, {"type": "Linear", "out_features": 5}], ("N", 2, 6, 6)),
+                  ([{"type": "Linear", "in_features": 7, "out_features": 4}], ("N", 3)),   # torch refuses too
+                  ([{"type": "LSTM", "hidden_size": 4, "batch_first": True}], ("N", 5, 3))]:
+    case("Sequential", {"layers": layers}, x)
 case("weight_norm", dict(module={"type": "Linear", "out_features": 4}, name="bias"), ("N", 3))
 case("weight_norm", dict(module={"type": "Linear", "out_features": 4}, name="wieght"), ("N", 3))
 case("weight_norm", dict(module={"type": "LSTM", "hidden_size": 4}, name="weight_hh_l0"), ("N", 2, 3))

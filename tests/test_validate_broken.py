@@ -313,8 +313,6 @@ def test_json_spec_problem_has_line(cli, write_spec):
     assert _line_with(result.lines(), "unknown layer type 'rellu'").startswith(f"{path}:4:")
 
 
-@pytest.mark.xfail(strict=True, reason="a duplicate name also wires the second layer to itself and "
-                                        "reports a spurious cycle 'fc -> fc' (graph._graph overwrites the node)")
 def test_duplicate_name_reports_no_spurious_cycle(cli, write_spec):
     path = write_spec(MLP_IN + "  - {name: fc, type: Linear, out_features: 10}\n"
                       "  - {name: fc, type: Linear, out_features: 10}\n")
