@@ -64,11 +64,21 @@ def infer_node(node: Node, graph: Graph, inputs: list, done: dict, checked, prob
         if shared is None:
             raise _Failed()
         target = graph.nodes[node.share]
-        result = _one(target.type, shared.args, inputs, node, graph, checked, problems, depth)
-        return NodeShape(result.output, shared.args, 0, {}, result.inner)
+        if target.repeat == 1:
+            result = _one(target.type, shared.args, inputs, node, graph, checked, problems, depth)
+            return NodeShape(result.output, shared.args, 0, {}, result.inner)
+        # a repeated layer is called as a whole: every copy, each with its own (inferred) sizes
+        current, inner = inputs, {}
+        for copy in range(target.repeat):
+            refs = [f"{node.share}.{copy - 1}"] if copy else None
+            inner[str(copy)] = _one(target.type, shared.inner[str(copy)].args, current, node, graph,
+                                    checked, problems, depth, refs)
+            current = [inner[str(copy)].output]
+        return NodeShape(current[0], shared.args, 0, {}, inner)
     current, inner, total, args = inputs, {}, 0, node.args
     for copy in range(node.repeat):
-        result = _one(node.type, node.args, current, node, graph, checked, problems, depth)
+        refs = [f"{node.name}.{copy - 1}"] if copy else None   # copy k reads copy k-1, not `in:`
+        result = _one(node.type, node.args, current, node, graph, checked, problems, depth, refs)
         if node.repeat > 1:
             inner[str(copy)] = result
         else:
@@ -79,8 +89,9 @@ def infer_node(node: Node, graph: Graph, inputs: list, done: dict, checked, prob
     return NodeShape(current[0], args, total, {}, inner)
 
 
-def _one(type_name, args, inputs, node, graph, checked, problems, depth) -> NodeShape:
+def _one(type_name, args, inputs, node, graph, checked, problems, depth, refs=None) -> NodeShape:
     blocks = checked.graphs.blocks
+    refs = node.inputs if refs is None else refs
     if type_name in blocks:
         if depth > 32:
             raise _Failed()
@@ -90,7 +101,8 @@ def _one(type_name, args, inputs, node, graph, checked, problems, depth) -> Node
         inner = infer_graph(block, env, checked, problems, depth + 1)
         if len(problems) > before:
             problems.append(checked.spec.problem(f"block {type_name!r} does not fit its input "
-                                                 + ", ".join(format_shape(s) for s in inputs), node.path,
+                                                 + ", ".join(format_shape(s) for s in inputs)
+                                                 + _sources(refs, inputs), node.path,
                                                  node=node.name, hint="see the block's own errors above"))
             raise _Failed()
         outs = [inner[n].output if n in inner else env.get(n) for n in block.output_names()]
@@ -99,7 +111,7 @@ def _one(type_name, args, inputs, node, graph, checked, problems, depth) -> Node
     try:
         return _rule(type_name, args, inputs)
     except ShapeError as error:
-        problems.append(_mismatch(error, node, graph, inputs, checked.spec))
+        problems.append(_mismatch(error, node, refs, inputs, checked.spec))
         raise _Failed() from None
 
 
@@ -130,11 +142,22 @@ def _torch_factory(entry):
     return resolve_target(entry.target)
 
 
-def _mismatch(error: ShapeError, node: Node, graph: Graph, inputs: list, spec) -> Problem:
-    path = node.path + ((error.arg,) if error.arg and error.arg in node.args else ())
-    sources = ", ".join(f"{ref} gives {format_shape(shape)}" for ref, shape in zip(node.inputs, inputs))
-    message = f"{error.message} (input: {sources})" if sources else error.message
-    return spec.problem(message, path, node=node.name, hint=error.hint)
+def _mismatch(error: ShapeError, node: Node, refs: list, inputs: list, spec) -> Problem:
+    return spec.problem(error.message + _sources(refs, inputs), node.path + _arg_path(error.arg, node.args),
+                        node=node.name, hint=error.hint)
+
+
+def _sources(refs: list, inputs: list) -> str:
+    sources = ", ".join(f"{ref} gives {format_shape(shape)}" for ref, shape in zip(refs, inputs))
+    return f" (input: {sources})" if sources else ""
+
+
+def _arg_path(arg, args: dict) -> tuple:
+    """The spec path of the argument a rule blames: "in_features", or a nested layer's
+    "encoder_layer.nhead" / "layers.2.in_features" (so the line is the nested layer's)."""
+    if not arg or arg.split(".")[0] not in args:
+        return ()
+    return tuple(int(part) if part.isdigit() else part for part in arg.split("."))
 
 
 def total_params(shapes: dict) -> int:

@@ -86,6 +86,21 @@ def _sequence_source(graph, node):
             args = upstream.args
             nested = args.get("encoder_layer") if isinstance(args.get("encoder_layer"), dict) else {}
             return None if args.get("batch_first") or nested.get("batch_first") else upstream
+        if upstream.type == "slice" and not _keeps_dims_0_and_1(upstream.args.get("at")):
+            continue   # out[-1] drops the sequence dim: the batch is dim 0 after it
         if upstream.type in {"item", "slice", "Dropout", "dropout", "LayerNorm"}:
             todo.extend(upstream.inputs)
     return None
+
+
+def _keeps_dims_0_and_1(at) -> bool:
+    """Whether indexing with `at` leaves dims 0 and 1 where they were ("[:, :, 0]", "[..., 0]"),
+    unlike "[-1]" or "[:, -1]", which drop one of them, or "[None]", which inserts one."""
+    from .shape_ops import parse_index
+    from .shapes import ShapeError
+    try:
+        items = parse_index(at)
+    except ShapeError:
+        return True
+    lead = items[:items.index(Ellipsis)] if Ellipsis in items else items
+    return all(isinstance(item, slice) for item in lead[:2])

@@ -186,6 +186,8 @@ def _describe_signature(factory) -> dict:
         if not schema and p.default is not p.empty and type(p.default) in _PY_TYPES:
             schema = dict(_PY_TYPES[type(p.default)])
         out[arg] = {"schema": schema, "required": p.default is p.empty}
+        if p.default is not p.empty:
+            out[arg]["default"] = p.default     # `specbuild list NAME` shows it, as for torch's layers
     return out
 
 

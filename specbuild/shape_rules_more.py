@@ -247,7 +247,8 @@ def _sequential(a, inputs):
         try:
             r = infer(spec["type"], {k: v for k, v in spec.items() if k != "type"}, x)
         except ShapeError as e:
-            raise ShapeError(f"Sequential.layers[{i}] ({spec['type']}): {e.message}", e.hint, "layers") from None
+            raise ShapeError(f"Sequential.layers[{i}] ({spec['type']}): {e.message}", e.hint,
+                             f"layers.{i}" + (f".{e.arg}" if e.arg else "")) from None
         filled.append({"type": spec["type"], **r.args})
         params.update({f"{i}.{k}": v for k, v in r.param_shapes.items()})
         x = [r.output]
