@@ -32,12 +32,28 @@ def input_shape(spec_input) -> tuple:
     return (BATCH,) + tuple(spec_input.shape or ())
 
 
+# Blocks inside blocks multiply: 12 blocks each using the next 4 times are 4**12 layers in a 1 KB
+# spec.  Inference visits every use, so the total it will visit is bounded.
+MAX_EXPANDED_NODES = 200_000
+
+
+class _TooBig(Exception):
+    pass
+
+
 def infer_shapes(checked) -> list[Problem]:
     """Fill checked.shapes[network][node] and return the problems found."""
     problems: list[Problem] = []
+    checked.expanded_nodes = 0
     for name, graph in checked.graphs.networks.items():
         env = {n: input_shape(i) for n, i in graph.inputs.items()}
-        checked.shapes[name] = infer_graph(graph, env, checked, problems)
+        try:
+            checked.shapes[name] = infer_graph(graph, env, checked, problems)
+        except _TooBig:
+            problems.append(checked.spec.problem(
+                f"the model expands to more than {MAX_EXPANDED_NODES:,} layers (blocks used inside blocks)",
+                graph.path or ("layers",), hint="a spec this large is almost surely a mistake in `blocks:`"))
+            break
     return problems
 
 
@@ -48,6 +64,9 @@ def infer_graph(graph: Graph, env: dict, checked, problems: list[Problem], depth
         node = graph.nodes.get(name)
         if node is None:
             continue
+        checked.expanded_nodes += node.repeat
+        if checked.expanded_nodes > MAX_EXPANDED_NODES:
+            raise _TooBig()
         if any(ref not in env for ref in node.inputs):
             continue   # an upstream node failed and was reported already
         try:

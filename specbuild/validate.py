@@ -26,6 +26,7 @@ class Checked:
     graphs: SpecGraphs
     shapes: dict = field(default_factory=dict)     # network -> {node: Inferred}, filled by shape inference
     warnings: list[Problem] = field(default_factory=list)
+    expanded_nodes: int = 0         # layers shape inference visited, blocks expanded
 
 
 def validate(spec, *, overrides: dict | None = None, shapes: bool = True) -> list[Problem]:

@@ -280,11 +280,7 @@ HUGE_COUNTS = {
 }
 
 
-@pytest.mark.parametrize("which", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="known: shape inference walks every use of "
-                                                                   "every block, with no bound on the total"))
-    if name == "nested-blocks" else name
-    for name in HUGE_COUNTS])
+@pytest.mark.parametrize("which", HUGE_COUNTS)
 def test_huge_counts_do_not_hang_validation(which):
     try:
         child = subprocess.run([sys.executable, "-c", _CHILD], input=HUGE_COUNTS[which], capture_output=True,
