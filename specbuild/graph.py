@@ -195,7 +195,9 @@ def _check_refs(graph: Graph, spec, problems) -> None:
             problems.append(spec.problem(f"output {name!r} is no layer", where,
                                          hint=did_you_mean(name, known) or "outputs name layers or inputs"))
     if graph.outputs is None:
-        problems.append(spec.problem("the model has no outputs", graph.path or (), hint="add `outputs:` or layers"))
+        where = graph.path + ("outputs",) if spec_value(spec, graph.path + ("outputs",)) is not None \
+            or "outputs" in (spec_value(spec, graph.path) or {}) else graph.path
+        problems.append(spec.problem("the model has no outputs", where, hint="add `outputs:` or layers"))
 
 
 def spec_value(spec, path):

@@ -39,7 +39,8 @@ def check(spec, *, overrides: dict | None = None, shapes: bool = True) -> Checke
     problems: list[Problem] = []
     data = apply_overrides(spec.data, overrides) if overrides else spec.data
     data = substitute(data, spec, problems)
-    problems += schema_problems(data, spec)
+    bad_variables = {p.key for p in problems}   # their schema errors would only repeat them
+    problems += [p for p in schema_problems(data, spec) if p.key not in bad_variables]
     graphs = SpecGraphs({}, {})
     if not problems:
         graphs = build_graphs(data, spec, problems)
@@ -229,7 +230,7 @@ def _translate(error, data, spec) -> list[Problem]:
                 return [spec.problem(f"{error.instance!r} is not a valid name", path, node=name,
                                      hint="names are identifiers: letters, digits and _, not starting with a digit")]
         return [spec.problem(f"{_field(path)}{owner} must be {_describe(error.schema)}, not {_show(error.instance)}",
-                             path, node=name, hint=_type_hint(error.instance))]
+                             path, node=name, hint=_type_hint(error.instance, error.schema))]
     return [spec.problem(f"{_field(path)}{owner}: {error.message}", path, node=name)]
 
 
@@ -261,7 +262,9 @@ def _field(path) -> str:
     return "the value"
 
 
-def _type_hint(value) -> str | None:
+def _type_hint(value, schema=None) -> str | None:
+    if isinstance(value, str) and (schema or {}).get("type") == "object" and value.isidentifier():
+        return f"write it as a mapping: {{type: {value}}}"
     if isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit():
         return "write the number without quotes"
     if isinstance(value, str) and value.startswith("${"):
