@@ -27,7 +27,7 @@ from .trainer import (DEFAULT_BATCH, DEFAULT_EPOCHS, Run, TrainingStopped, data_
 GRID = 64
 
 
-def train_gan(checked, cfg, folder, *, state=None, data_root=None, limit=None, download=True, progress=None) -> Run:
+def train_gan(checked, cfg, folder, *, state=None, data_root=None, download=True, progress=None) -> Run:
     names = {role: cfg.get(role, role) for role in ("generator", "discriminator")}
     for role, name in names.items():
         if name not in checked.graphs.networks:
@@ -43,7 +43,7 @@ def train_gan(checked, cfg, folder, *, state=None, data_root=None, limit=None, d
     data = data_config(cfg)
     batch_size = int(data.pop("batch_size", DEFAULT_BATCH))
     data.pop("shuffle", None)
-    bundle = load_data(data, spec_inputs(checked, names["discriminator"]), root=data_root, download=download, limit=limit)
+    bundle = load_data(data, spec_inputs(checked, names["discriminator"]), root=data_root, download=download)
     loss_entry = cfg.get("loss") if isinstance(cfg.get("loss"), dict) else {"type": "BCELoss"}
     criterion = resolve_target(registry.CATALOG["losses"][loss_entry["type"]]["target"])()
     opt_g = make_optimizer(cfg.get("optimizer"), gen.parameters())
@@ -94,8 +94,10 @@ def train_gan(checked, cfg, folder, *, state=None, data_root=None, limit=None, d
                 opt_g.step()
                 step = torch.stack([loss_d.detach(), loss_g.detach(), d_real.detach().mean(), d_fake.detach().mean()])
                 if not torch.isfinite(step).all():
-                    raise TrainingStopped(f"the GAN's losses became {step[:2].tolist()} at epoch {epoch + 1}, step {i + 1}; "
-                                          f"the last good checkpoint is {folder.last}")
+                    kept = (f"the last good checkpoint is {folder.last}" if folder.last.exists()
+                            else "no epoch finished, so no checkpoint was written")
+                    raise TrainingStopped(f"the GAN's losses became {step[:2].tolist()} at epoch {epoch + 1}, "
+                                          f"step {i + 1}; {kept}")
                 sums += step
                 progress.step(i + 1, loss_d)
             means = (sums / max(n_batches, 1)).tolist()

@@ -119,3 +119,22 @@ def infer_task(train: dict, objectives: list[Objective]) -> str:
     if len(objectives) > 1:
         return "multi_output"
     return {"binary": "classification"}.get(objectives[0].kind, objectives[0].kind)
+
+
+def check_labels(objectives: list[Objective], shapes: dict, bundle) -> None:
+    """Class labels must index the scores the loss reads; else CrossEntropyLoss fails mid-epoch."""
+    from .data import DataError
+    for o in objectives:
+        if o.kind != "classification" or o.target not in bundle.train.targets:
+            continue
+        output = shapes[o.on].output
+        classes = output[1] if isinstance(output, tuple) and len(output) > 1 and isinstance(output[1], int) else None
+        labels = [t for t in (bundle.train.targets[o.target], bundle.test.targets[o.target]) if t.numel()]
+        if classes is None or not labels:
+            continue
+        top = max(int(t.max()) for t in labels)
+        low = min(int(t.min()) for t in labels)
+        if top >= classes or low < 0:
+            raise DataError(f"the data's {o.target!r} labels run from {low} to {top}, but {o.on!r} gives "
+                            f"{classes} class scores (labels 0 to {classes - 1})",
+                            hint=f"give {o.on!r} {top + 1} outputs, or use data whose labels fit")

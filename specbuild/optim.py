@@ -11,6 +11,8 @@ from . import registry
 from .resolve import resolve_target
 
 DEFAULT_OPTIMIZER = {"type": "Adam", "lr": 0.001}
+# Scheduler arguments the trainer fills from the run's length when a spec leaves them out.
+FILLED_BY_TRAINER = {"CosineAnnealingLR": ("T_max",)}
 
 
 def _arguments(entry: dict, skip=("type", "interval")) -> dict:
@@ -34,7 +36,7 @@ def make_scheduler(entry: dict | None, optimizer, epochs: int, steps_per_epoch: 
     if entry["type"] == "OneCycleLR":
         args.setdefault("total_steps", epochs * steps_per_epoch)
         interval = "step"
-    if entry["type"] in ("CosineAnnealingLR",):
+    if "T_max" in FILLED_BY_TRAINER.get(entry["type"], ()):
         args.setdefault("T_max", max(total, 1))
     cls = resolve_target(registry.CATALOG["schedulers"][entry["type"]]["target"])
     return cls(optimizer, **args), interval

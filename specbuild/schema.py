@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from . import registry
+from .optim import FILLED_BY_TRAINER
 from .shapes import INFERRED_ARGS
 
 SCHEMA_ID = "urn:specbuild:spec:1"
@@ -166,7 +167,7 @@ def _train_defs() -> dict:
                           "properties": {"type": {"enum": registry.catalog_names(group)}, **extra},
                           "allOf": _dispatch(def_name, catalog[group])}
         for name, entry in catalog[group].items():
-            defs[f"{def_name}.{name}"] = _args_def(entry["args"], (), {"type": True, **extra})
+            defs[f"{def_name}.{name}"] = _args_def(entry["args"], FILLED_BY_TRAINER.get(name, ()), {"type": True, **extra})
     return defs
 
 

@@ -29,10 +29,11 @@ from .compile import build_model, pick_network
 from .data import load_data
 from .errors import SpecError
 from .metrics import METRICS, compute_metrics, resolve_metrics
-from .objectives import INPUT_TARGET, build_objectives, infer_task
-from .optim import make_optimizer, make_scheduler, step_scheduler
+from .objectives import INPUT_TARGET, build_objectives, check_labels, infer_task
+from .optim import DEFAULT_OPTIMIZER, make_optimizer, make_scheduler, step_scheduler
 from .progress import Progress
 from .run_folder import RunFolder
+from .loader import load_spec
 from .validate import check
 
 DEFAULT_EPOCHS = 5
@@ -93,11 +94,17 @@ def pick_device(name: str | None) -> torch.device:
     return torch.device(name)
 
 
-def command_line_overrides(data=None, epochs=None, batch_size=None, lr=None, seed=None, device=None) -> dict:
-    """The trainer's options as dotted overrides of the spec's `train` section."""
+def command_line_overrides(spec_data: dict, data=None, epochs=None, batch_size=None, lr=None, seed=None,
+                           device=None, limit=None) -> dict:
+    """The trainer's options as dotted overrides of the spec's `train` section, so the run's
+    spec.yaml records what ran (a resumed run then uses the same data, --limit included)."""
     pairs = {"train.data.dataset": data, "train.epochs": epochs, "train.data.batch_size": batch_size,
-             "train.optimizer.lr": lr, "train.seed": seed, "train.device": device}
-    return {key: value for key, value in pairs.items() if value is not None}
+             "train.optimizer.lr": lr, "train.seed": seed, "train.device": device, "train.data.limit": limit}
+    out = {key: value for key, value in pairs.items() if value is not None}
+    train = spec_data.get("train") if isinstance(spec_data.get("train"), dict) else {}
+    if lr is not None and not isinstance(train.get("optimizer"), dict):
+        out["train.optimizer.type"] = DEFAULT_OPTIMIZER["type"]   # --lr for the default optimizer
+    return out
 
 
 def _checkpoint_path(resume: str) -> str:
@@ -118,16 +125,17 @@ def train(spec, *, data=None, data_root=None, epochs=None, batch_size=None, lr=N
         state = load_checkpoint(path)
         spec = state["spec"]
         out = out or os.path.dirname(os.path.abspath(path))
-    cli = command_line_overrides(data, epochs, batch_size, lr, seed, device)
+    spec = load_spec(spec)
+    cli = command_line_overrides(spec.data, data, epochs, batch_size, lr, seed, device, limit)
     checked = check(spec, overrides={**(overrides or {}), **cli})
     train_cfg = checked.data.get("train") or {}
     dist = Distributed.from_env()
     folder = RunFolder.create(out, checked.data["name"], writer=dist.is_writer)
     if train_cfg.get("task") == "gan" or "generator" in train_cfg:
         from .gan import train_gan
-        return train_gan(checked, train_cfg, folder, state=state, data_root=data_root, limit=limit,
-                         download=download, progress=progress)
-    return _Trainer(checked, train_cfg, folder, dist, data_root, limit, download, progress).run(state)
+        return train_gan(checked, train_cfg, folder, state=state, data_root=data_root, download=download,
+                         progress=progress)
+    return _Trainer(checked, train_cfg, folder, dist, data_root, download, progress).run(state)
 
 
 def seed_everything(seed: int) -> None:
@@ -152,7 +160,7 @@ def plain(info: dict) -> dict:
 
 
 class _Trainer:
-    def __init__(self, checked, train_cfg, folder, dist, data_root, limit, download, progress):
+    def __init__(self, checked, train_cfg, folder, dist, data_root, download, progress):
         self.checked, self.cfg, self.folder, self.dist = checked, train_cfg, folder, dist
         self.network = pick_network(checked, train_cfg.get("network"))
         self.graph = checked.graphs.networks[self.network]
@@ -161,9 +169,9 @@ class _Trainer:
         data_cfg = data_config(train_cfg)
         self.batch_size = int(data_cfg.pop("batch_size", DEFAULT_BATCH))
         self.shuffle = bool(data_cfg.pop("shuffle", True))
-        self.bundle = load_data(data_cfg, spec_inputs(checked, self.network), root=data_root, download=download,
-                                limit=limit)
+        self.bundle = load_data(data_cfg, spec_inputs(checked, self.network), root=data_root, download=download)
         self.objectives = build_objectives(train_cfg, self.graph, self.bundle.info, train_cfg.get("task"))
+        check_labels(self.objectives, checked.shapes[self.network], self.bundle)
         self.task = infer_task(train_cfg, self.objectives)
         self.metric_names = resolve_metrics(train_cfg.get("metrics") or _default_metrics(self.objectives))
         seed_everything(self.seed)
@@ -173,8 +181,9 @@ class _Trainer:
         self.model = build_model(checked, network=self.network, outputs={n: n for n in wanted}).to(self.device)
         self.optimizer = make_optimizer(train_cfg.get("optimizer"), self.model.parameters())
         self.epochs = int(train_cfg.get("epochs", DEFAULT_EPOCHS))
-        steps = self.bundle.train.num_batches(self.batch_size, world_size=dist.world_size)
-        self.scheduler, self.interval = make_scheduler(train_cfg.get("scheduler"), self.optimizer, self.epochs, steps)
+        self.steps_per_epoch = self.bundle.train.num_batches(self.batch_size, world_size=dist.world_size)
+        self.scheduler, self.interval = make_scheduler(train_cfg.get("scheduler"), self.optimizer, self.epochs,
+                                                       self.steps_per_epoch)
         self.monitor = train_cfg.get("monitor") or _default_monitor(self.objectives, self.metric_names)
         self.patience = (train_cfg.get("early_stopping") or {}).get("patience")
         self.min_delta = float((train_cfg.get("early_stopping") or {}).get("min_delta", 0.0))
@@ -201,6 +210,11 @@ class _Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+            planned = getattr(self.scheduler, "total_steps", None)   # OneCycleLR: a schedule of fixed length
+            if planned is not None and planned < self.epochs * self.steps_per_epoch:
+                raise SpecError(f"the checkpoint's {type(self.scheduler).__name__} was planned for {planned} steps, "
+                                f"fewer than {self.epochs} epochs take", path="train.epochs",
+                                hint=f"resume with --epochs {int(state['epoch'])} at most, or start a new run")
         set_rng_state(state["rng"])
         self.shuffle_rng.set_state(state["shuffle_rng"])
         self.start_epoch, self.step = int(state["epoch"]), int(state["step"])
@@ -260,7 +274,11 @@ class _Trainer:
             loss.backward()
             if self.clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(self.clip))
-            self.optimizer.step()
+            try:
+                self.optimizer.step()
+            except RuntimeError as error:   # e.g. an lr so large the update overflows
+                raise TrainingStopped(f"the optimizer step failed at epoch {epoch + 1}, step {i + 1}: {error}; "
+                                      f"{self.kept()}") from None
             if self.interval == "step":
                 step_scheduler(self.scheduler, None)
             count += 1
@@ -273,6 +291,8 @@ class _Trainer:
         row = {"epoch": epoch + 1, "train_loss": train_loss}
         row.update(evaluate_model(self.model, self.test_data, self.objectives, self.metric_names,
                                   self.probability_nodes, self.dist))
+        if not math.isfinite(row["val_loss"]):     # the last step left non-finite weights, or the data holds NaN
+            self.non_finite(row["val_loss"], epoch, count - 1, what="the held-out loss")
         if self.interval == "epoch":
             step_scheduler(self.scheduler, row.get(self.monitor))
         row["lr"] = self.optimizer.param_groups[0]["lr"]
@@ -288,9 +308,13 @@ class _Trainer:
             total = term * o.weight if total is None else total + term * o.weight
         return total
 
-    def non_finite(self, value, epoch: int, step: int):
-        kept = f"the last good checkpoint is {self.folder.last}" if self.folder.last.exists() else "no epoch finished, so no checkpoint was written"
-        raise TrainingStopped(f"the loss became {value} at epoch {epoch + 1}, step {step + 1}; {kept}",
+    def kept(self) -> str:
+        if self.folder.last.exists():
+            return f"the last good checkpoint is {self.folder.last}"
+        return "no epoch finished, so no checkpoint was written"
+
+    def non_finite(self, value, epoch: int, step: int, what: str = "the loss"):
+        raise TrainingStopped(f"{what} became {value} at epoch {epoch + 1}, step {step + 1}; {self.kept()}",
                               exit_code=1)
 
     def update_best(self, row: dict) -> bool:
@@ -331,6 +355,8 @@ def evaluate_model(model, data, objectives, metric_names, probability_nodes=(), 
             n += batch
     model.train(was_training)
     row = {"val_loss": total / max(n, 1)}
+    if not math.isfinite(row["val_loss"]):
+        return row          # NaN or inf outputs: no metric is defined (scikit-learn refuses them)
     several = len(objectives) > 1
     for o in objectives:
         output = dist.gather(torch.cat(collected[o.on]))

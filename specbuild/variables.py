@@ -10,9 +10,9 @@ from __future__ import annotations
 import copy
 import re
 
-import yaml
 
-from .errors import Problem, did_you_mean
+from .errors import Problem, SpecError, did_you_mean
+from .loader import load_spec
 
 WHOLE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 ANY = re.compile(r"\$\{([^}]*)\}")
@@ -20,16 +20,16 @@ NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def parse_assignment(text: str) -> tuple[str, object]:
-    """`hidden=64` -> ("hidden", 64); the value is read as a YAML scalar (safe)."""
+    """`hidden=64` -> ("hidden", 64); the value is read as a spec's value (safe YAML)."""
     if "=" not in text:
         raise ValueError(f"--set takes key=value, got {text!r}")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not all(NAME.match(part) for part in key.split(".")):
         raise ValueError(f"--set key {key!r} must be a name or a dotted path such as train.epochs")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    try:   # read the value as a spec file's value is read: YAML 1.2 numbers (1e-3) and booleans
+        value = load_spec(f"value: {raw}\n").data["value"] if raw.strip() else ""
+    except SpecError:
         value = raw
     if isinstance(value, (dict, list)) and not raw.strip().startswith(("[", "{")):
         value = raw
@@ -48,8 +48,10 @@ def apply_overrides(data: dict, overrides: dict) -> dict:
             continue
         target = data
         *parents, last = key.split(".")
-        for part in parents:
-            if not isinstance(target.get(part), dict):
+        for depth, part in enumerate(parents):
+            if parents[:depth + 1] == ["train", "data"] and isinstance(target.get(part), str):
+                target[part] = {"dataset": target[part]}     # `data: mnist` is short for {dataset: mnist}
+            elif not isinstance(target.get(part), dict):
                 target[part] = {}
             target = target[part]
         target[last] = value

@@ -101,7 +101,7 @@ def test_a_spec_whose_data_is_a_plain_name_takes_data_options(tmp_path, capsys):
     out = tmp_path / "run"
     rc, _, err = run_cli(capsys, "train", spec, "--batch-size", 16, "--epochs", 1, "--limit", 48, "--out", out)
     assert rc == 0, err
-    assert load_spec(out / "spec.yaml").data["train"]["data"] == {"dataset": "diabetes", "batch_size": 16}
+    assert load_spec(out / "spec.yaml").data["train"]["data"] == {"dataset": "diabetes", "batch_size": 16, "limit": 48}
     assert load_checkpoint(out / "last.pt")["step"] == 3
 
 
@@ -119,8 +119,6 @@ train:
 """
 
 
-@pytest.mark.xfail(strict=True, reason="bug: --lr on a spec without train.optimizer (default Adam) becomes "
-                                       "optimizer: {lr: ...} and fails validation: missing required key 'type'")
 def test_lr_option_on_a_spec_without_an_optimizer(tmp_path, capsys):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY_WITHOUT_OPTIMIZER)
@@ -130,8 +128,6 @@ def test_lr_option_on_a_spec_without_an_optimizer(tmp_path, capsys):
     assert history(out)[0]["lr"] == 0.01
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the schema requires CosineAnnealingLR's T_max, though optim.py "
-                                       "fills it from the run's length when the spec leaves it out")
 def test_cosine_scheduler_takes_its_length_from_the_run(tmp_path, capsys):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY_WITHOUT_OPTIMIZER + "  scheduler: {type: CosineAnnealingLR}\n")

@@ -118,8 +118,6 @@ def test_user_npz_with_the_wrong_shape(tmp_path, capsys):
     assert_no_training(out)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: labels beyond the model's classes crash in CrossEntropyLoss "
-                                       "(IndexError, exit 2) instead of a clear error before training")
 def test_labels_beyond_the_models_classes(tmp_path, capsys):
     rng = np.random.default_rng(0)
     data = write_npz(tmp_path / "twenty.npz", x=rng.normal(size=(40, 1, 28, 28)).astype("float32"),
@@ -189,8 +187,6 @@ def test_nan_only_in_the_held_out_data(tmp_path, capsys):
     assert rc == 1 and "the held-out loss became nan at epoch 1" in text
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Adam with lr 1e38 overflows float32 inside optimizer.step "
-                                       "(RuntimeError, exit 2 'internal error') instead of stopping the run")
 def test_lr_that_overflows_the_optimizer(tmp_path, capsys):
     out = tmp_path / "run"
     rc, text = run_cli(capsys, "train", SPECS / "single_output.yaml", "--set", "train.optimizer.lr=1e38",

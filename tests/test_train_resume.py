@@ -120,8 +120,6 @@ def test_dropout_parity_depends_on_restoring_the_rng(tmp_path, capsys, monkeypat
     assert not same_state(full["model"], resumed["model"])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: --limit is not recorded in the run's spec, so a resume without it "
-                                       "silently trains the remaining epochs on the whole data set")
 def test_resume_keeps_the_runs_limit(tmp_path, capsys):
     spec = REPO / "specs" / "single_output.yaml"
     rc, text = run_cli(capsys, "train", spec, "--epochs", 1, "--limit", 40, "--out", tmp_path / "run", "--no-download")
@@ -131,8 +129,6 @@ def test_resume_keeps_the_runs_limit(tmp_path, capsys):
     assert load_checkpoint(tmp_path / "run" / "last.pt")["data_info"]["sizes"]["train"] == 40
 
 
-@pytest.mark.xfail(strict=True, reason="bug: resuming with more epochs than planned under OneCycleLR steps past "
-                                       "its total_steps (loaded from the checkpoint): ValueError, exit 2")
 def test_resume_for_more_epochs_with_a_one_cycle_schedule(tmp_path, capsys):
     spec = REPO / "specs" / "single_output.yaml"
     common = ["--limit", 40, "--no-download"]
@@ -140,7 +136,7 @@ def test_resume_for_more_epochs_with_a_one_cycle_schedule(tmp_path, capsys):
                        "--set", "train.scheduler={type: OneCycleLR, max_lr: 0.01}")
     assert rc == 0, text
     rc, text = run_cli(capsys, "train", spec, "--resume", tmp_path / "run", "--epochs", 2, *common)
-    assert rc in (0, 1)       # either it extends the schedule or it says why it cannot
+    assert rc == 1 and "planned for" in text and "--epochs 1" in text   # says why, and what works
 
 
 # --- processes: SIGKILL and Ctrl-C -----------------------------------------------------------

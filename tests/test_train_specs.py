@@ -144,8 +144,8 @@ def test_multi_output_reports_each_output(runs, capsys):
     weights = {loss["on"]: loss["weight"] for loss in spec["train"]["loss"]}
     assert weights == {"fc2": 1.0, "fc3": 0.5}
     for row in read_history(out):
-        # the class head (fc2) reports the spec's classification metrics, the regression head its loss
-        for key in ("val_fc2_loss", "val_fc2_accuracy", "val_fc2_f1", "val_fc2_roc_auc", "val_fc3_loss"):
+        # the class head (fc2) reports the classification metrics, the regression head (fc3) the regression ones
+        for key in ("val_fc2_loss", "val_fc2_accuracy", "val_fc2_f1", "val_fc2_roc_auc", "val_fc3_loss", "val_fc3_mse", "val_fc3_mae"):
             assert key in row and math.isfinite(row[key]), key
         assert 0.0 <= row["val_fc2_accuracy"] <= 1.0
         # val_loss is the weighted sum of the two losses
