@@ -325,8 +325,8 @@ def test_build_model_refuses_the_huge_spec_before_allocating(huge):
     assert "max_params=" in error["hint"] and "GiB" in error["hint"]
     assert error["file"] == str(huge)
     assert result["seconds"] < 3, result["seconds"]
-    assert result["after"] - result["before"] < 100 * 2**20       # nothing big was allocated
-    assert result["after"] < 2**30
+    # nothing big was allocated (torch's own import already peaks near 1.5 GB with the CUDA build)
+    assert result["after"] - result["before"] < 100 * 2**20
 
 
 def test_max_params_lowers_and_raises_the_limit(huge):
