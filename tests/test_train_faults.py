@@ -188,10 +188,20 @@ def test_nan_only_in_the_held_out_data(tmp_path, capsys):
 
 
 def test_lr_that_overflows_the_optimizer(tmp_path, capsys):
+    # torch's single-tensor Adam raises on the overflow (the fused one, specbuild's default, gives NaN)
+    out = tmp_path / "run"
+    rc, text = run_cli(capsys, "train", SPECS / "single_output.yaml", "--set", "train.optimizer.lr=1e38",
+                       "--set", "train.optimizer.fused=false", "--epochs", 2, "--limit", 100, "--out", out,
+                       "--no-download")
+    assert rc == 1 and "the optimizer step failed at epoch 1, step 1" in text
+
+
+def test_lr_that_overflows_the_fused_optimizer(tmp_path, capsys):
     out = tmp_path / "run"
     rc, text = run_cli(capsys, "train", SPECS / "single_output.yaml", "--set", "train.optimizer.lr=1e38",
                        "--epochs", 2, "--limit", 100, "--out", out, "--no-download")
-    assert rc == 1 and "epoch 1, step 1" in text
+    assert rc == 1 and "the loss became nan at epoch 1, step" in text
+    assert_no_training(out)
 
 
 # --- unknown names in the spec ---------------------------------------------------------------
