@@ -13,7 +13,6 @@ import operator
 import re
 import warnings
 
-import torch
 import torch.fx as fx
 from torch import nn
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import registry, shape_ops, shape_rules  # noqa: F401  (the imports register the rules)
+from . import registry
 from .errors import Problem
 from .graph import Graph, Node
 from .shapes import Inferred, ShapeError, format_shape, has_rule, infer, infer_on_meta

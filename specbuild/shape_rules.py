@@ -293,7 +293,7 @@ def _layer_norm(a, x):
     if tail is None or any(known(t) and t != v or isinstance(t, str) for t, v in zip(tail, ns_t)):
         raise ShapeError(f"normalized_shape is {list(ns_t)} but its input {format_shape(x)} "
                          f"ends in {format_shape(tail or x)}",
-                         f"drop normalized_shape to infer it from the last dim", arg="normalized_shape")
+                         "drop normalized_shape to infer it from the last dim", arg="normalized_shape")
     return ns_t
 
 

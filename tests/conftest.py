@@ -64,3 +64,11 @@ def write_spec(tmp_path):
         return str(path)
 
     return write
+
+
+@pytest.fixture
+def run(capsys):
+    """`specbuild ARGS` in-process: (exit code, stdout, stderr); fails on a traceback."""
+    from cli_runner import run_cli
+
+    return lambda *argv: run_cli(capsys, *argv)

@@ -14,27 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from specbuild.cli import main
 from specbuild.render_graph import spec_graph
 from specbuild.validate import check
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def run(capsys):
-    def go(*argv):
-        capsys.readouterr()
-        try:
-            rc = main([str(a) for a in argv])
-        except SystemExit as exit_:            # argparse usage errors
-            rc = exit_.code
-        out, err = capsys.readouterr()
-        assert "Traceback" not in out + err and "internal error" not in out + err, out + err
-        return rc, out, err
-    return go
 
 
 def expected_graph(spec) -> dict[str, tuple[set, set]]:

@@ -7,35 +7,12 @@ stdout and exits 0.  Each case also has its twin without the mistake, which is s
 from __future__ import annotations
 
 import pytest
+from cli_runner import line_of, write_text
 
-from specbuild.cli import main
 from specbuild.validate import validate
 
 HEAD = "specbuild: 1\nname: m\n"
 MLP = HEAD + "inputs:\n  x: [20]\nlayers:\n  - {name: fc, type: Linear, out_features: 3}\n"
-
-
-@pytest.fixture
-def run(capsys):
-    def go(*argv):
-        capsys.readouterr()
-        rc = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        assert "Traceback" not in out + err and "internal error" not in out + err, out + err
-        return rc, out, err
-    return go
-
-
-def _write(tmp_path, text, name="spec.yaml") -> str:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return str(path)
-
-
-def _line_of(text: str, fragment: str) -> int:
-    hits = [i for i, line in enumerate(text.splitlines(), 1) if fragment in line]
-    assert len(hits) == 1, (fragment, hits)
-    return hits[0]
 
 
 def _only_warning(spec_file):
@@ -84,9 +61,9 @@ DOUBLE = [
 @pytest.mark.parametrize("case_id, activation, loss, fragments", DOUBLE, ids=[c[0] for c in DOUBLE])
 def test_loss_on_an_already_activated_output_warns(case_id, activation, loss, fragments, tmp_path, run):
     text = MLP + activation + "train:\n" + loss
-    spec_file = _write(tmp_path, text)
+    spec_file = write_text(tmp_path, text)
     warning = _only_warning(spec_file)
-    assert (warning.file, warning.line, warning.path) == (spec_file, _line_of(text, "loss:"), "train.loss")
+    assert (warning.file, warning.line, warning.path) == (spec_file, line_of(text, "loss:"), "train.loss")
     for fragment in fragments:
         assert fragment in warning.message, (fragment, warning.message)
     assert warning.hint == "train on the raw scores: set the loss's `on: fc`"     # names the logits
@@ -107,7 +84,7 @@ SILENT = [
 
 @pytest.mark.parametrize("case_id, activation, loss", SILENT, ids=[c[0] for c in SILENT])
 def test_loss_on_the_logits_is_silent(case_id, activation, loss, tmp_path, run):
-    _assert_silent(run, _write(tmp_path, MLP + activation + "train:\n" + loss))
+    _assert_silent(run, write_text(tmp_path, MLP + activation + "train:\n" + loss))
 
 
 def test_each_loss_of_several_is_checked(tmp_path, run):
@@ -120,9 +97,9 @@ train:
     - {type: CrossEntropyLoss, on: fc}
     - {type: BCEWithLogitsLoss, on: q}
 """
-    spec_file = _write(tmp_path, text)
+    spec_file = write_text(tmp_path, text)
     warning = _only_warning(spec_file)
-    assert warning.path == "train.loss[1]" and warning.line == _line_of(text, "BCEWithLogitsLoss")
+    assert warning.path == "train.loss[1]" and warning.line == line_of(text, "BCEWithLogitsLoss")
     assert "reads 'q', the output of sigmoid" in warning.message
 
 
@@ -131,10 +108,10 @@ def test_shipped_classifiers_put_the_loss_on_the_logits(tmp_path):
     back the guide's double softmax, which the linter flags."""
     from pathlib import Path
     text = (Path(__file__).resolve().parent.parent / "specs" / "cnn.yaml").read_text()
-    assert validate(_write(tmp_path, text, "cnn.yaml")) == []
+    assert validate(write_text(tmp_path, text, "cnn.yaml")) == []
     broken = text.replace("loss: {type: CrossEntropyLoss, on: fc2}", "loss: {type: CrossEntropyLoss}")
     assert broken != text
-    warning = _only_warning(_write(tmp_path, broken, "cnn_broken.yaml"))
+    warning = _only_warning(write_text(tmp_path, broken, "cnn_broken.yaml"))
     assert "reads 'probs', the output of softmax" in warning.message and "`on: fc2`" in warning.hint
 
 
@@ -186,10 +163,10 @@ layers:
 @pytest.mark.parametrize("case_id, body, source, source_type, reduction", SEQUENCE, ids=[c[0] for c in SEQUENCE])
 def test_reduction_over_the_batch_axis_warns(case_id, body, source, source_type, reduction, tmp_path, run):
     text = HEAD + body.replace("__BF__", "")
-    spec_file = _write(tmp_path, text)
+    spec_file = write_text(tmp_path, text)
     warning = _only_warning(spec_file)
     assert warning.node == "pooled" and warning.path.endswith(".dim")
-    assert warning.line == _line_of(text, "name: pooled")
+    assert warning.line == line_of(text, "name: pooled")
     assert f"{reduction} over dim 1 after {source!r} ({source_type}) whose batch_first is false" in warning.message
     assert "mixes samples" in warning.message and f"set `batch_first: true` on {source!r}" in warning.hint
     _assert_cli_warns(run, spec_file, warning.line, f"after {source!r}", "mixes samples")
@@ -197,12 +174,12 @@ def test_reduction_over_the_batch_axis_warns(case_id, body, source, source_type,
 
 @pytest.mark.parametrize("case_id, body, source, source_type, reduction", SEQUENCE, ids=[c[0] for c in SEQUENCE])
 def test_batch_first_true_is_silent(case_id, body, source, source_type, reduction, tmp_path, run):
-    _assert_silent(run, _write(tmp_path, HEAD + body.replace("__BF__", ", batch_first: true")))
+    _assert_silent(run, write_text(tmp_path, HEAD + body.replace("__BF__", ", batch_first: true")))
 
 
 @pytest.mark.parametrize("case_id, body, source, source_type, reduction", SEQUENCE, ids=[c[0] for c in SEQUENCE])
 def test_reducing_over_dim_0_is_silent(case_id, body, source, source_type, reduction, tmp_path, run):
-    _assert_silent(run, _write(tmp_path, HEAD + body.replace("__BF__", "").replace(
+    _assert_silent(run, write_text(tmp_path, HEAD + body.replace("__BF__", "").replace(
         f"type: {reduction}, dim: 1", f"type: {reduction}, dim: 0")))
 
 
@@ -212,7 +189,7 @@ def test_slice_that_drops_the_sequence_dim_is_silent(tmp_path, run):
     body = SEQUENCE[2][1].replace("__BF__", "")
     for at in ('"[-1]"', '"[0]"', '"[-1, :, :]"', '"[:, 0]"'):
         text = HEAD + body.replace('"[:, :, :2]"', at)
-        _assert_silent(run, _write(tmp_path, text))
+        _assert_silent(run, write_text(tmp_path, text))
 
 
 def test_shipped_attention_and_transformer_with_batch_first_false_warn(tmp_path):
@@ -223,11 +200,11 @@ def test_shipped_attention_and_transformer_with_batch_first_false_warn(tmp_path)
     for name, source in (("attention", "'attention' (MultiheadAttention)"),
                          ("transformer", "'transformer' (TransformerEncoder)")):
         text = (specs / f"{name}.yaml").read_text()
-        assert validate(_write(tmp_path, text, f"{name}.yaml")) == []
+        assert validate(write_text(tmp_path, text, f"{name}.yaml")) == []
         guide = text.replace("batch_first: true", "batch_first: false")
         assert guide != text
-        warning = _only_warning(_write(tmp_path, guide, f"{name}_guide.yaml"))
-        assert warning.node == "pooled" and warning.line == _line_of(guide, "name: pooled")
+        warning = _only_warning(write_text(tmp_path, guide, f"{name}_guide.yaml"))
+        assert warning.node == "pooled" and warning.line == line_of(guide, "name: pooled")
         assert f"mean over dim 1 after {source}" in warning.message
 
 
@@ -235,19 +212,19 @@ def test_shipped_attention_and_transformer_with_batch_first_false_warn(tmp_path)
 
 def test_layer_no_output_uses_warns(tmp_path, run):
     text = MLP + "  - {name: extra, type: Linear, out_features: 2, in: x}\n  - {name: out, type: relu, in: fc}\n"
-    spec_file = _write(tmp_path, text)
+    spec_file = write_text(tmp_path, text)
     warning = _only_warning(spec_file)
-    assert (warning.node, warning.path, warning.line) == ("extra", "layers[1]", _line_of(text, "name: extra"))
+    assert (warning.node, warning.path, warning.line) == ("extra", "layers[1]", line_of(text, "name: extra"))
     assert warning.message == "layer is not used by any output"
     _assert_cli_warns(run, spec_file, warning.line, "warning: layers[1] (extra): layer is not used by any output")
 
 
 def test_unused_chain_warns_for_each_layer_and_listing_it_as_output_silences(tmp_path, run):
     body = MLP + "  - {name: side1, type: Linear, out_features: 2, in: x}\n  - {name: side2, type: tanh}\n"
-    warnings = validate(_write(tmp_path, body + "outputs: fc\n"))
+    warnings = validate(write_text(tmp_path, body + "outputs: fc\n"))
     assert sorted(w.node for w in warnings) == ["side1", "side2"]
     assert all(w.severity == "warning" and "not used by any output" in w.message for w in warnings)
-    _assert_silent(run, _write(tmp_path, body + "outputs: [fc, side2]\n", "both.yaml"))
+    _assert_silent(run, write_text(tmp_path, body + "outputs: [fc, side2]\n", "both.yaml"))
 
 
 def test_unused_layer_inside_a_block_warns(tmp_path):
@@ -263,8 +240,8 @@ inputs:
 layers:
   - {name: b, type: B}
 """
-    warning = _only_warning(_write(tmp_path, text))
-    assert (warning.node, warning.line) == ("spare", _line_of(text, "name: spare"))
+    warning = _only_warning(write_text(tmp_path, text))
+    assert (warning.node, warning.line) == ("spare", line_of(text, "name: spare"))
     assert warning.path == "blocks.B.layers[1]"
 
 
@@ -278,11 +255,11 @@ def test_one_warning_does_not_hide_the_others_nor_shape_errors(tmp_path):
     from specbuild.compile import build_model
     text = MLP + "  - {name: extra, type: Linear, out_features: 2, in: x}\n  - {name: out, type: softmax, dim: 1, in: fc}\n" \
         "train:\n  loss: {type: CrossEntropyLoss}\n"
-    spec_file = _write(tmp_path, text)
+    spec_file = write_text(tmp_path, text)
     assert sorted(w.message.split(" ")[0] for w in validate(spec_file)) == ["CrossEntropyLoss", "layer"]
     assert build_model(spec_file)(torch.zeros(2, 20)).shape == (2, 3)     # a warning is advice
 
     with pytest.raises(SpecError) as caught:
-        validate(_write(tmp_path, text.replace("out_features: 3}", "in_features: 7, out_features: 3}"), "bad.yaml"))
+        validate(write_text(tmp_path, text.replace("out_features: 3}", "in_features: 7, out_features: 3}"), "bad.yaml"))
     assert "in_features is 7 but its input has 20 features" in caught.value.message
     assert [p.severity for p in caught.value.problems] == ["error", "warning"]

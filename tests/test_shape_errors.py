@@ -13,39 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cli_runner import line_of, write_text
 
 from specbuild import SpecError
-from specbuild.cli import main
 from specbuild.validate import check
 
 REPO = Path(__file__).resolve().parent.parent
 HEAD = "specbuild: 1\nname: m\n"
 N = "N"
-
-
-@pytest.fixture
-def run(capsys):
-    """`specbuild ARGS` in-process: (exit code, stdout, stderr)."""
-    def go(*argv):
-        capsys.readouterr()
-        rc = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        assert "Traceback" not in out + err and "internal error" not in out + err, out + err
-        return rc, out, err
-    return go
-
-
-def _write(tmp_path, text, name="spec.yaml") -> str:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return str(path)
-
-
-def _line_of(text: str, fragment: str) -> int:
-    """1-based number of the only line of `text` containing `fragment`."""
-    hits = [i for i, line in enumerate(text.splitlines(), 1) if fragment in line]
-    assert len(hits) == 1, (fragment, hits)
-    return hits[0]
 
 
 # --- omitted sizes are inferred -----------------------------------------------------------
@@ -134,7 +109,7 @@ INFERRED = [
 
 @pytest.mark.parametrize("case_id, body, expected", INFERRED, ids=[c[0] for c in INFERRED])
 def test_omitted_sizes_are_inferred(case_id, body, expected, tmp_path, run):
-    path = _write(tmp_path, HEAD + body)
+    path = write_text(tmp_path, HEAD + body)
     shapes = check(path).shapes["m"]
     for node, (args, output) in expected.items():
         got = shapes[node]
@@ -148,7 +123,7 @@ def test_omitted_sizes_are_inferred(case_id, body, expected, tmp_path, run):
 def test_blocks_repeat_and_share_are_inferred_per_use(tmp_path):
     """A block is inferred with the shape it is called with, each time; `repeat:` chains
     the rule (each copy has its own in_features); `share:` reuses the shared arguments."""
-    path = _write(tmp_path, HEAD + """\
+    path = write_text(tmp_path, HEAD + """\
 blocks:
   Down:
     layers:
@@ -179,7 +154,7 @@ layers:
 
 
 def test_block_with_several_inputs_and_outputs(tmp_path):
-    path = _write(tmp_path, HEAD + """\
+    path = write_text(tmp_path, HEAD + """\
 blocks:
   Pair:
     inputs: [a, b]
@@ -469,8 +444,8 @@ assert len(MISMATCHES) >= 12 and len({c[0] for c in MISMATCHES}) == len(MISMATCH
 def test_mismatch_names_shapes_upstream_file_and_line(case_id, body, line_fragment, node, path, upstream,
                                                       fragments, tmp_path, run):
     text = HEAD + body
-    spec_file = _write(tmp_path, text, f"{case_id}.yaml")
-    line = _line_of(text, line_fragment)
+    spec_file = write_text(tmp_path, text, f"{case_id}.yaml")
+    line = line_of(text, line_fragment)
 
     with pytest.raises(SpecError) as caught:
         check(spec_file)
@@ -510,14 +485,14 @@ layers:
   - {name: pre, type: tanh}
   - {name: enc, type: Enc}
 """
-    spec_file = _write(tmp_path, text)
+    spec_file = write_text(tmp_path, text)
     with pytest.raises(SpecError) as caught:
         check(spec_file)
     inner, caller = caught.value.problems
-    assert (inner.file, inner.line, inner.node) == (spec_file, _line_of(text, "name: conv1"), "conv1")
+    assert (inner.file, inner.line, inner.node) == (spec_file, line_of(text, "name: conv1"), "conv1")
     assert inner.path == "blocks.Enc.layers[0].in_channels"
     assert "in_channels is 3 but its input has 1 channels (input shape [N, 1, 28, 28])" in inner.message
-    assert (caller.file, caller.line, caller.node) == (spec_file, _line_of(text, "name: enc"), "enc")
+    assert (caller.file, caller.line, caller.node) == (spec_file, line_of(text, "name: enc"), "enc")
     assert "block 'Enc' does not fit its input [N, 1, 28, 28]" in caller.message
     assert "pre gives [N, 1, 28, 28]" in caller.message
 
@@ -544,9 +519,9 @@ layers:
   - {name: both, type: cat, dim: 1, in: [ok, bad]}
 """
     with pytest.raises(SpecError) as caught:
-        check(_write(tmp_path, text))
+        check(write_text(tmp_path, text))
     messages = [(p.node, p.line) for p in caught.value.problems]
-    assert ("bad", _line_of(text, "name: bad")) in messages
+    assert ("bad", line_of(text, "name: bad")) in messages
     assert all(node != "ok" for node, _ in messages)
 
 
@@ -561,11 +536,11 @@ layers:
   - {name: after, type: flatten, in: cb}
 outputs: [fa, after]
 """
-    spec_file = _write(tmp_path, text)
+    spec_file = write_text(tmp_path, text)
     with pytest.raises(SpecError) as caught:
         check(spec_file)
     assert [(p.node, p.line) for p in caught.value.problems] == [
-        ("fa", _line_of(text, "name: fa")), ("cb", _line_of(text, "name: cb"))]   # `after` is not blamed
+        ("fa", line_of(text, "name: fa")), ("cb", line_of(text, "name: cb"))]   # `after` is not blamed
     rc, _, err = run("validate", spec_file)
     assert rc == 1 and err.splitlines()[-1] == "2 problems found"
 
@@ -579,7 +554,7 @@ def _shipped(name: str) -> tuple[str, str]:
 
 def test_set_input_dim_breaks_attention_at_its_line(run):
     spec_file, text = _shipped("attention")
-    line = _line_of(text, "name: attention, type: MultiheadAttention")
+    line = line_of(text, "name: attention, type: MultiheadAttention")
     with pytest.raises(SpecError) as caught:
         check(spec_file, overrides={"input_dim": 30})
     error = caught.value
@@ -595,7 +570,7 @@ def test_set_input_dim_breaks_attention_at_its_line(run):
 
 def test_set_num_heads_points_at_the_nested_encoder_layer(run):
     spec_file, text = _shipped("transformer")
-    line = _line_of(text, "encoder_layer: {type: TransformerEncoderLayer")
+    line = line_of(text, "encoder_layer: {type: TransformerEncoderLayer")
     rc, _, err = run("validate", spec_file, "--set", "num_heads=7")
     assert rc == 1
     assert err.startswith(f"{spec_file}:{line}:"), err
@@ -612,11 +587,11 @@ layers:
   - {name: fc1, type: Linear, out_features: "${width}"}
   - {name: fc2, type: Linear, in_features: 64, out_features: 1}
 """
-    spec_file = _write(tmp_path, text)
+    spec_file = write_text(tmp_path, text)
     assert run("validate", spec_file)[0] == 0
     rc, _, err = run("validate", spec_file, "--set", "width=48")
     assert rc == 1
-    assert err.startswith(f"{spec_file}:{_line_of(text, 'name: fc2')}:")
+    assert err.startswith(f"{spec_file}:{line_of(text, 'name: fc2')}:")
     assert "in_features is 64 but its input has 48 features" in err and "fc1 gives [N, 48]" in err
 
 
@@ -631,10 +606,10 @@ def test_json_spec_errors_have_lines_too(tmp_path, run):
   ]
 }
 """
-    spec_file = _write(tmp_path, text, "spec.json")
+    spec_file = write_text(tmp_path, text, "spec.json")
     with pytest.raises(SpecError) as caught:
         check(spec_file)
-    assert caught.value.line == _line_of(text, '"name": "fc2"')
+    assert caught.value.line == line_of(text, '"name": "fc2"')
     rc, _, err = run("validate", spec_file)
     assert rc == 1 and err.startswith(f"{spec_file}:{caught.value.line}:")
     assert "in_features is 6 but its input has 5 features" in err

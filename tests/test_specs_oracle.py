@@ -51,8 +51,6 @@ from guide_modules import (  # noqa: E402  (tests/ is on sys.path under pytest)
     MultiInputModel,
     SingleOutputModel,
     MultiOutputModel,
-    Encoder,
-    Decoder,
     EncoderDecoder,
     AttentionModel,
     DropoutModel,

@@ -15,23 +15,11 @@ from pathlib import Path
 import pytest
 
 from specbuild import SpecError
-from specbuild.cli import main
 from specbuild.summary import render, summary
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"
 HEAD = "specbuild: 1\nname: m\n"
-
-
-@pytest.fixture
-def run(capsys):
-    def go(*argv):
-        capsys.readouterr()
-        rc = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        assert "Traceback" not in out + err and "internal error" not in out + err, out + err
-        return rc, out, err
-    return go
 
 
 def _n_params(model) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import read_history as history, run_cli
 import torch
 
 import specbuild
@@ -31,19 +32,6 @@ from specbuild.loader import load_spec
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"
 N_TEST = 64          # held-out digits evaluate and predict are compared on
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    """`specbuild ARGV` in-process: (exit code, stdout, stderr); never a traceback."""
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err and "internal error" not in out + err, out + err
-    return rc, out, err
-
-
-def history(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
 
 def timeless(rows: list[dict]) -> list[dict]:

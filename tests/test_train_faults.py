@@ -15,23 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import run_cli_text as run_cli
 import torch
 
 from specbuild.checkpoint import load_checkpoint
-from specbuild.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"
-
-
-def run_cli(capsys, *argv) -> tuple[int, str]:
-    """`specbuild ARGV` in-process: (exit code, stdout + stderr); never a traceback."""
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    text = out + err
-    assert "Traceback" not in text and "internal error" not in text, text
-    return rc, text
 
 
 def assert_no_training(out: Path) -> None:

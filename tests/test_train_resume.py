@@ -24,22 +24,13 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli_text as run_cli
 import torch
 
 from specbuild.checkpoint import CheckpointError, load_checkpoint
-from specbuild.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 DEADLINE_S = 90          # any single wait on a subprocess; far above what a healthy run needs
-
-
-def run_cli(capsys, *argv) -> tuple[int, str]:
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    text = out + err
-    assert "Traceback" not in text and "internal error" not in text, text
-    return rc, text
 
 
 def same_state(a: dict, b: dict) -> bool:

@@ -13,13 +13,12 @@ reconstruction specs get their own checks.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pytest
+from cli_runner import read_history, run_cli_text as run_cli
 
-from specbuild.cli import main
 from specbuild.loader import load_spec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,16 +29,6 @@ EPOCHS = 2
 IMAGE_SETS = {"mnist", "fashion-mnist", "kmnist", "mnist-sample"}      # all [1, 28, 28]: the bundled digits fit
 SMALL_PARAMS = {"input_dim": 16, "num_heads": 2, "num_layers": 1, "seq_len": 12, "hidden_size": 16}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def run_cli(capsys, *argv) -> tuple[int, str]:
-    """`specbuild ARGV` in-process: (exit code, stdout + stderr); never a traceback."""
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    text = out + err
-    assert "Traceback" not in text and "internal error" not in text, text
-    return rc, text
 
 
 def spec_data(spec: dict) -> str:
@@ -61,10 +50,6 @@ def train_args(path: Path, out: Path) -> list[str]:
 def is_gan(spec: dict) -> bool:
     train = spec.get("train") or {}
     return train.get("task") == "gan" or "generator" in train
-
-
-def read_history(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")
