@@ -112,8 +112,13 @@ def _fsync_folder(folder: str) -> None:
 
 def _remove_stray_temps(path: str) -> None:
     """Delete temp files left by a crashed save to this path (not those of a live writer)."""
-    pattern = os.path.join(os.path.dirname(os.path.abspath(path)), f".{glob.escape(os.path.basename(path))}.tmp-*")
-    for tmp in glob.glob(pattern):
+    remove_stray_temps(os.path.dirname(os.path.abspath(path)), glob.escape(os.path.basename(path)))
+
+
+def remove_stray_temps(folder, name_pattern: str = "*") -> None:
+    """Delete the temp files crashed saves left in `folder` (a run killed mid-save leaves one;
+    the next save to the same file removes it, but best.pt may never be saved again)."""
+    for tmp in glob.glob(os.path.join(os.fspath(folder), f".{name_pattern}.tmp-*")):
         try:
             pid = int(os.path.basename(tmp).rsplit(".tmp-", 1)[1].split("-", 1)[0])
         except (IndexError, ValueError):

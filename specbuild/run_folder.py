@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from .checkpoint import save_checkpoint
+from .checkpoint import remove_stray_temps, save_checkpoint
 
 
 class RunFolder:
@@ -31,6 +31,7 @@ class RunFolder:
         self.writer = writer
         if writer:
             self.path.mkdir(parents=True, exist_ok=True)
+            remove_stray_temps(self.path)     # left by a run of this folder that was killed mid-save
 
     @classmethod
     def create(cls, out: str | None, spec_name: str, *, writer: bool = True) -> "RunFolder":

@@ -2,6 +2,8 @@
 import collections
 import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -168,3 +170,15 @@ def test_cuda_rng_state_round_trip(tmp_path):
     first = torch.rand(4, device="cuda")
     set_rng_state(load_checkpoint(tmp_path / "c.pt", map_location="cuda")["rng"])
     assert torch.equal(first, torch.rand(4, device="cuda"))
+
+
+def test_opening_a_run_folder_removes_temp_files_of_killed_saves(tmp_path):
+    from specbuild.run_folder import RunFolder
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()          # a process that has exited
+    stray = tmp_path / f".best.pt.tmp-{dead}-abcd"
+    live = tmp_path / ".last.pt.tmp-1-efgh"                   # pid 1 is alive: its writer may still be saving
+    stray.write_bytes(b"half a checkpoint")
+    live.write_bytes(b"being written")
+    RunFolder(tmp_path)
+    assert not stray.exists() and live.exists()
