@@ -208,7 +208,8 @@ def build_catalog() -> dict:
 
 
 def render(catalog: dict) -> str:
-    return json.dumps(catalog, indent=1, sort_keys=True) + "\n"
+    # keys in their own order: layers sorted by name, arguments in the order torch takes them
+    return json.dumps(catalog, indent=1) + "\n"
 
 
 def main(argv=None) -> int:

@@ -27,6 +27,9 @@ import torch
 
 from .errors import Problem, SpecError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)               # read once: umask can only be read by setting it
+
 FORMAT = "specbuild-checkpoint"
 FORMAT_VERSION = 1
 
@@ -83,6 +86,7 @@ def save_checkpoint(path, payload: dict) -> None:
     _remove_stray_temps(path)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.tmp-{os.getpid()}-")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)   # mkstemp makes it private; a checkpoint is as readable as any file
         with os.fdopen(fd, "wb") as f:
             torch.save(data, f)
             f.flush()

@@ -11,7 +11,7 @@ import sys
 
 def add_train_commands(sub) -> None:
     p = sub.add_parser("train", help="train a spec; writes a run folder with metrics, checkpoints and plots")
-    p.add_argument("spec")
+    p.add_argument("spec", nargs="?", help="the spec (optional with --resume, whose checkpoint holds it)")
     p.add_argument("--data", help="data set name or file (overrides train.data.dataset)")
     p.add_argument("--data-root", help="folder holding the data set's files")
     p.add_argument("--epochs", type=int)
@@ -47,7 +47,11 @@ def add_train_commands(sub) -> None:
 
 def _train(args) -> int:
     from .cli import _overrides
+    from .errors import SpecError
     from .trainer import TrainingStopped, train
+    if args.spec is None and args.resume is None:
+        raise SpecError("train needs a spec, or --resume with a checkpoint or run folder",
+                        hint="e.g. specbuild train specs/cnn.yaml, or specbuild train --resume runs/cnn-...")
     overrides = _overrides(args.set)
     try:
         run = train(args.spec, data=args.data, data_root=args.data_root, epochs=args.epochs,

@@ -30,7 +30,7 @@ def _restore(checkpoint: str, device, outputs=None):
     state = load_checkpoint(checkpoint)
     if isinstance(state["model"], dict) and "generator" in state["model"] and state.get("task") == "gan":
         raise DataError("this is a GAN checkpoint: it generates samples rather than predicting",
-                        hint="its sample grids are in the run folder's samples/")
+                        hint="its sample grids are in the run folder's samples/", path="predict")
     checked = check(state["spec"])
     network = state.get("network")
     graph = checked.graphs.networks[network or next(iter(checked.graphs.networks))]
@@ -72,15 +72,20 @@ def predict(checkpoint: str, inputs: list[str], *, device="auto") -> list[dict]:
     arrays, sources = _read_inputs(inputs, spec_in, state.get("data_info") or {})
     with torch.no_grad():
         outputs = model(*[a.to(device) for a in arrays])
-    named = outputs if isinstance(outputs, dict) else (
-        {f"output{i}": o for i, o in enumerate(outputs)} if isinstance(outputs, tuple) else {"output": outputs})
+    # column prefixes: the output's key (dict outputs) or node name (tuple outputs); none for one output
+    if isinstance(graph.outputs, dict):
+        named = {key: (outputs[key], node) for key, node in graph.outputs.items()}
+    elif isinstance(graph.outputs, list):
+        named = {node: (value, node) for node, value in zip(graph.outputs, outputs)}
+    else:
+        named = {"output": (outputs, graph.outputs)}
     rows = []
     for i, source in enumerate(sources):
         row = {"source": source}
-        for key, value in named.items():
+        for key, (value, node_name) in named.items():
             prefix = "" if len(named) == 1 else f"{key}_"
             sample = value[i].float().cpu().reshape(-1)
-            node = graph.nodes.get(graph.outputs if isinstance(graph.outputs, str) else "")
+            node = graph.nodes.get(node_name)
             if node is not None and node.type in _PROBABILITY_NODES and sample.numel() > 1:
                 row[prefix + "class"] = int(sample.argmax())
                 row.update({f"{prefix}p{j}": round(float(p), 6) for j, p in enumerate(sample)})

@@ -118,7 +118,8 @@ def _checkpoint_path(resume: str) -> str:
 
 def train(spec, *, data=None, data_root=None, epochs=None, batch_size=None, lr=None, overrides=None,
           device=None, seed=None, out=None, resume=None, limit=None, download=True, progress=None) -> Run:
-    """Train a spec (path, text, dict or Spec) as its `train` section says; returns history and model."""
+    """Train a spec (path, text, dict or Spec) as its `train` section says; returns history and model.
+    With `resume`, the checkpoint's own spec is used and `spec` may be None."""
     state = None
     if resume is not None:
         path = _checkpoint_path(resume)
