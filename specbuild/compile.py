@@ -17,7 +17,7 @@ import torch.fx as fx
 from torch import nn
 
 from . import registry
-from .errors import SpecError
+from .errors import SpecError, did_you_mean
 from .graph import Graph, Node
 from .resolve import resolve_target
 from .shape_ops import parse_index
@@ -34,8 +34,8 @@ def build_model(spec, *, network: str | None = None, overrides: dict | None = No
     A spec with several `networks` needs `network=` naming one.  Models over
     `max_params` parameters are refused before any weight is allocated.
     `outputs` (a node name, list or dict) replaces the declared outputs: the
-    trainer uses it to read the logits a loss is `on:` as well; the weights and
-    their names stay the same.
+    trainer uses it to return just the nodes its losses read (the logits); the
+    weights and their names stay the same.
     """
     checked = spec if isinstance(spec, Checked) else check(spec, overrides=overrides)
     name = pick_network(checked, network)
@@ -71,7 +71,6 @@ def pick_network(checked: Checked, network: str | None) -> str:
         raise SpecError(f"the spec has several networks ({', '.join(names)})", file=checked.spec.file,
                         path="networks", hint="say which to build, e.g. network=" + repr(names[0]))
     if network not in names:
-        from .errors import did_you_mean
         raise SpecError(f"the spec has no network {network!r}", file=checked.spec.file, path="networks",
                         hint=did_you_mean(network, names) or "it has: " + ", ".join(names))
     return network

@@ -1,9 +1,10 @@
 """The generic trainer: one loop for every spec's `train` section.
 
 Data is preloaded as tensors and batched by slicing; the model is the compiled
-GraphModule with the loss nodes added to its outputs; each epoch ends with a
-full evaluation (metrics from scikit-learn over the whole held-out set), a row
-of history, and an atomic checkpoint.  A resumed run restores weights,
+GraphModule returning the nodes the losses read (the logits, not a softmax the
+spec returns for users); each epoch ends with a full evaluation (metrics from
+scikit-learn over the whole held-out set), a row of history, and an atomic
+checkpoint.  A resumed run restores weights,
 optimizer, scheduler and every random state, so on the CPU it ends with the same
 weights as a run that was never stopped.  GANs train in `gan`.
 
@@ -340,17 +341,17 @@ def evaluate_model(model, data, objectives, metric_names, probability_nodes=(), 
     dist = dist or Distributed()
     was_training = model.training
     model.eval()
-    collected = {o.on: [] for o in objectives}
+    collected = [[] for _ in objectives]     # per objective: two losses may read one node
     total, n = 0.0, 0
     with torch.no_grad():
         for inputs, targets in data.batches(EVAL_BATCH, shuffle=False, rank=dist.rank, world_size=dist.world_size):
             outputs = model(*inputs)
             loss = None
-            for o in objectives:
+            for k, o in enumerate(objectives):
                 target = inputs[0] if o.target == INPUT_TARGET else targets[o.target]
                 term = o(outputs[o.on], target) * o.weight
                 loss = term if loss is None else loss + term
-                collected[o.on].append(outputs[o.on])
+                collected[k].append(outputs[o.on])
             batch = inputs[0].shape[0]
             total += float(loss) * batch
             n += batch
@@ -359,8 +360,8 @@ def evaluate_model(model, data, objectives, metric_names, probability_nodes=(), 
     if not math.isfinite(row["val_loss"]):
         return row          # NaN or inf outputs: no metric is defined (scikit-learn refuses them)
     several = len(objectives) > 1
-    for o in objectives:
-        output = dist.gather(torch.cat(collected[o.on]))
+    for k, o in enumerate(objectives):
+        output = dist.gather(torch.cat(collected[k]))
         target = data.inputs[0] if o.target == INPUT_TARGET else data.targets[o.target]
         prefix = f"val_{o.name}_" if several else "val_"
         if several:
