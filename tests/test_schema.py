@@ -214,3 +214,10 @@ def test_register_refuses_bad_names(name):
     with pytest.raises(ValueError):
         specbuild.register_layer(name, _twice)
     assert registry.lookup(name) is None or name in registry.BUILTIN_TYPES
+
+
+def test_the_schemas_data_options_are_the_data_loaders():
+    from specbuild.data import DATA_OPTIONS
+    from specbuild.schema import build_schema
+    data_def = build_schema()["$defs"]["data"]["anyOf"][1]
+    assert sorted(data_def["properties"]) == sorted(DATA_OPTIONS)
