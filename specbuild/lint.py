@@ -1,9 +1,10 @@
 """Warnings for specs that are valid but probably wrong.
 
 The guide specbuild grew from makes these mistakes itself, so users copy them:
-probabilities fed to a loss that applies softmax (or sigmoid) again, and
+probabilities fed to a loss that applies softmax (or sigmoid) again;
 reductions over dim 1 after a layer whose `batch_first` is false, where dim 1
-is the batch and the mean mixes samples.
+is the batch and the mean mixes samples; and, more generally, such a layer fed
+straight from an input, whose batch specbuild puts in dim 0.
 """
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ _REDUCTIONS = {"mean", "sum", "amax", "amin"}
 
 
 def lint(checked) -> list[Problem]:
-    return _double_activation(checked) + _batch_axis(checked)
+    reductions = _batch_axis(checked)
+    warned = {p.key[:-1] for p in reductions}      # the reduction nodes already warned about
+    return _double_activation(checked) + reductions + _batch_second(checked, warned)
 
 
 def _graph_of(checked, node_name):
@@ -71,6 +74,62 @@ def _batch_axis(checked) -> list[Problem]:
                     node.path + ("dim",), node=node.name,
                     hint=f"set `batch_first: true` on {source.name!r} (or reduce over dim 0)", severity="warning"))
     return problems
+
+
+_LAYOUT_OPS = {"transpose", "permute", "reshape", "view", "unsqueeze", "squeeze", "flatten", "Flatten", "Unflatten"}
+
+
+def _batch_second(checked, warned: set) -> list[Problem]:
+    """A sequence layer with batch_first false, fed straight from a spec input: specbuild puts the
+    batch in dim 0, so the layer takes the batch for the sequence (and vice versa)."""
+    problems = []
+    for graph in list(checked.graphs.networks.values()) + list(checked.graphs.blocks.values()):
+        for node in graph.nodes.values():
+            if node.type not in _SEQUENCE_TYPES or _batch_first(node.args):
+                continue
+            if any(_reads_through(graph, n, node.name) for n in graph.nodes if n and graph.nodes[n].path in warned):
+                continue   # the reduction over dim 1 after it is warned about already
+            if _fed_by_an_input(graph, node):
+                problems.append(checked.spec.problem(
+                    f"{node.type} has batch_first false, so it reads dim 0 of its input as the sequence, "
+                    "but specbuild's inputs put the batch in dim 0",
+                    node.path, node=node.name,
+                    hint="set `batch_first: true` (or transpose dims 0 and 1 before it)", severity="warning"))
+    return problems
+
+
+def _batch_first(args: dict) -> bool:
+    nested = [v for v in args.values() if isinstance(v, dict) and "type" in v]
+    return bool(args.get("batch_first")) or any(n.get("batch_first") for n in nested)
+
+
+def _fed_by_an_input(graph, node) -> bool:
+    """Whether a path from a spec input reaches `node` without a layout op (transpose, reshape...)."""
+    seen, todo = set(), list(node.inputs)
+    while todo:
+        name = todo.pop()
+        if name in graph.inputs:
+            return True
+        upstream = graph.nodes.get(name)
+        if upstream is None or name in seen or upstream.type in _LAYOUT_OPS:
+            continue
+        seen.add(name)
+        todo.extend(upstream.inputs)
+    return False
+
+
+def _reads_through(graph, start: str, target: str) -> bool:
+    """Whether node `start` depends on node `target`."""
+    seen, todo = set(), list(graph.nodes[start].inputs)
+    while todo:
+        name = todo.pop()
+        if name == target:
+            return True
+        if name in seen or name not in graph.nodes:
+            continue
+        seen.add(name)
+        todo.extend(graph.nodes[name].inputs)
+    return False
 
 
 def _sequence_source(graph, node):

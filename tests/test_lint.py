@@ -177,19 +177,40 @@ def test_batch_first_true_is_silent(case_id, body, source, source_type, reductio
     _assert_silent(run, write_text(tmp_path, HEAD + body.replace("__BF__", ", batch_first: true")))
 
 
+def _only_the_layout_warning(spec_file, text, source):
+    """The one warning left: the sequence layer reads specbuild's batch-first input as sequence-first."""
+    warning = _only_warning(spec_file)
+    assert warning.node == source and warning.line == line_of(text, f"name: {source}")
+    assert "batch_first false, so it reads dim 0 of its input as the sequence" in warning.message
+    assert "mixes samples" not in warning.message
+
+
 @pytest.mark.parametrize("case_id, body, source, source_type, reduction", SEQUENCE, ids=[c[0] for c in SEQUENCE])
-def test_reducing_over_dim_0_is_silent(case_id, body, source, source_type, reduction, tmp_path, run):
-    _assert_silent(run, write_text(tmp_path, HEAD + body.replace("__BF__", "").replace(
-        f"type: {reduction}, dim: 1", f"type: {reduction}, dim: 0")))
+def test_reducing_over_dim_0_is_not_the_batch_axis_warning(case_id, body, source, source_type, reduction, tmp_path):
+    text = HEAD + body.replace("__BF__", "").replace(f"type: {reduction}, dim: 1", f"type: {reduction}, dim: 0")
+    _only_the_layout_warning(write_text(tmp_path, text), text, source)
 
 
-def test_slice_that_drops_the_sequence_dim_is_silent(tmp_path, run):
+def test_slice_that_drops_the_sequence_dim_is_not_the_batch_axis_warning(tmp_path):
     """`out[-1]` (the last step of a sequence-first output) leaves [batch, hidden]: a mean
     over dim 1 there averages features, not samples."""
     body = SEQUENCE[2][1].replace("__BF__", "")
     for at in ('"[-1]"', '"[0]"', '"[-1, :, :]"', '"[:, 0]"'):
         text = HEAD + body.replace('"[:, :, :2]"', at)
-        _assert_silent(run, write_text(tmp_path, text))
+        _only_the_layout_warning(write_text(tmp_path, text), text, "lstm")
+
+
+def test_a_sequence_first_layer_after_a_transpose_is_silent(tmp_path, run):
+    text = HEAD + """\
+inputs:
+  x: [10, 16]
+layers:
+  - {name: seq_first, type: transpose, dim0: 0, dim1: 1}
+  - {name: lstm, type: LSTM, hidden_size: 4}
+  - {name: out, type: item, index: 0}
+  - {name: last, type: slice, at: "[-1]"}
+"""
+    _assert_silent(run, write_text(tmp_path, text))
 
 
 def test_shipped_attention_and_transformer_with_batch_first_false_warn(tmp_path):
