@@ -62,9 +62,9 @@ def _train(args) -> int:
         print(f"specbuild: {stop}", file=sys.stderr)
         return stop.exit_code
     final = run.history[-1] if run.history else {}
-    shown = {k: v for k, v in final.items() if k.startswith("val_") or k == "train_loss"}
+    shown = {k: v for k, v in final.items() if isinstance(v, float) and k not in ("lr", "seconds", "train_seconds")}
     print(f"run folder: {run.run_dir}")
-    print("final: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items() if isinstance(v, float)))
+    print("final: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
     return 0
 
 
