@@ -81,6 +81,7 @@ class RunFolder:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
         epochs = [row["epoch"] for row in history]
         losses = [k for k in history[-1] if k.endswith("loss") and isinstance(history[-1][k], (int, float))]
@@ -92,6 +93,7 @@ class RunFolder:
             for key in keys:
                 ax.plot(epochs, [row.get(key) for row in history], marker="o", label=key)
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_title(title)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
