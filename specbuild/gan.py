@@ -94,10 +94,8 @@ def train_gan(checked, cfg, folder, *, state=None, data_root=None, download=True
                 opt_g.step()
                 step = torch.stack([loss_d.detach(), loss_g.detach(), d_real.detach().mean(), d_fake.detach().mean()])
                 if not torch.isfinite(step).all():
-                    kept = (f"the last good checkpoint is {folder.last}" if folder.last.exists()
-                            else "no epoch finished, so no checkpoint was written")
                     raise TrainingStopped(f"the GAN's losses became {step[:2].tolist()} at epoch {epoch + 1}, "
-                                          f"step {i + 1}; {kept}")
+                                          f"step {i + 1}; {folder.kept()}")
                 sums += step
                 progress.step(i + 1, loss_d)
             means = (sums / max(n_batches, 1)).tolist()

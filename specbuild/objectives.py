@@ -19,6 +19,17 @@ from .resolve import resolve_target
 CLASSIFICATION_LOSSES = {"CrossEntropyLoss", "NLLLoss", "MultiMarginLoss"}
 BINARY_LOSSES = {"BCELoss", "BCEWithLogitsLoss"}
 INPUT_TARGET = "input"      # `target: input` compares with the model's (first) input
+PROBABILITY_TYPES = {"softmax", "Softmax", "sigmoid", "Sigmoid", "log_softmax", "LogSoftmax"}
+
+
+def outputs_probabilities(node) -> bool:
+    """Whether a graph node's output is already a probability (its loss should not apply one again)."""
+    return node is not None and node.type in PROBABILITY_TYPES
+
+
+def probability_nodes(objectives: list, graph) -> set:
+    """The nodes read by the objectives that already output probabilities."""
+    return {o.on for o in objectives if outputs_probabilities(graph.nodes.get(o.on))}
 
 
 @dataclass

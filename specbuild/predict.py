@@ -19,8 +19,8 @@ from .checkpoint import load_checkpoint
 from .compile import build_model
 from .data import DataError, load_data
 from .metrics import resolve_metrics
-from .objectives import build_objectives
-from .trainer import _PROBABILITY_NODES, _default_metrics, data_config, evaluate_model, pick_device, spec_inputs
+from .objectives import build_objectives, outputs_probabilities, probability_nodes
+from .trainer import _default_metrics, data_config, evaluate_model, pick_device, spec_inputs
 from .validate import check
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -59,8 +59,7 @@ def evaluate(checkpoint: str, *, data=None, data_root=None, limit=None, device="
     model = build_model(checked, network=network, outputs={n: n for n in wanted})
     model.load_state_dict(state["model"])
     model.to(device)
-    probability_nodes = {o.on for o in objectives if graph.nodes.get(o.on) and graph.nodes[o.on].type in _PROBABILITY_NODES}
-    row = evaluate_model(model, bundle.test.to(device), objectives, metric_names, probability_nodes)
+    row = evaluate_model(model, bundle.test.to(device), objectives, metric_names, probability_nodes(objectives, graph))
     return {"data": bundle.info.get("name"), "samples": len(bundle.test), "epoch": state.get("epoch"), **row}
 
 
@@ -86,7 +85,7 @@ def predict(checkpoint: str, inputs: list[str], *, device="auto") -> list[dict]:
             prefix = "" if len(named) == 1 else f"{key}_"
             sample = value[i].float().cpu().reshape(-1)
             node = graph.nodes.get(node_name)
-            if node is not None and node.type in _PROBABILITY_NODES and sample.numel() > 1:
+            if outputs_probabilities(node) and sample.numel() > 1:
                 row[prefix + "class"] = int(sample.argmax())
                 row.update({f"{prefix}p{j}": round(float(p), 6) for j, p in enumerate(sample)})
             else:

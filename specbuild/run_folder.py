@@ -15,6 +15,7 @@ atomically, so a run killed at any moment leaves its previous checkpoint whole.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import time
@@ -52,6 +53,12 @@ class RunFolder:
     def best(self) -> Path:
         return self.path / "best.pt"
 
+    def kept(self) -> str:
+        """What a stopped run leaves to resume from, for its message."""
+        if self.last.exists():
+            return f"the last good checkpoint is {self.last}"
+        return "no epoch finished, so no checkpoint was written"
+
     def write_spec(self, data: dict) -> None:
         if self.writer:
             _atomic_text(self.path / "spec.yaml", yaml.safe_dump(data, sort_keys=False))
@@ -61,12 +68,11 @@ class RunFolder:
         if not self.writer:
             return
         _atomic_text(self.path / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
-        columns = list(dict.fromkeys(key for row in history for key in row))
-        with open(self.path / "metrics.csv.tmp", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(history)
-        os.replace(self.path / "metrics.csv.tmp", self.path / "metrics.csv")
+        table = io.StringIO(newline="")
+        writer = csv.DictWriter(table, fieldnames=list(dict.fromkeys(key for row in history for key in row)))
+        writer.writeheader()
+        writer.writerows(history)
+        _atomic_text(self.path / "metrics.csv", table.getvalue())
 
     def save(self, payload: dict, *, best: bool = False, name: str | None = None) -> None:
         if not self.writer:

@@ -30,7 +30,7 @@ from .compile import build_model, pick_network
 from .data import load_data
 from .errors import SpecError
 from .metrics import METRICS, compute_metrics, resolve_metrics
-from .objectives import INPUT_TARGET, build_objectives, check_labels, infer_task
+from .objectives import INPUT_TARGET, build_objectives, check_labels, infer_task, probability_nodes
 from .optim import DEFAULT_OPTIMIZER, make_optimizer, make_scheduler, step_scheduler
 from .progress import Progress
 from .run_folder import RunFolder
@@ -40,7 +40,6 @@ from .validate import check
 DEFAULT_EPOCHS = 5
 DEFAULT_BATCH = 32
 EVAL_BATCH = 1024
-_PROBABILITY_NODES = {"softmax", "Softmax", "sigmoid", "Sigmoid", "log_softmax", "LogSoftmax"}
 
 
 class TrainingStopped(Exception):
@@ -195,8 +194,7 @@ class _Trainer:
         self.test_data = self.bundle.test.to(self.device)
         self.shuffle_rng = torch.Generator().manual_seed(self.seed)
         self.history, self.best, self.start_epoch, self.step = [], None, 0, 0
-        self.probability_nodes = {o.on for o in self.objectives
-                                  if (self.graph.nodes.get(o.on) and self.graph.nodes[o.on].type in _PROBABILITY_NODES)}
+        self.probability_nodes = probability_nodes(self.objectives, self.graph)
 
     # -- state ---------------------------------------------------------------
     def payload(self, epoch: int, **extra) -> dict:
@@ -280,7 +278,7 @@ class _Trainer:
                 self.optimizer.step()
             except RuntimeError as error:   # e.g. an lr so large the update overflows
                 raise TrainingStopped(f"the optimizer step failed at epoch {epoch + 1}, step {i + 1}: {error}; "
-                                      f"{self.kept()}") from None
+                                      f"{self.folder.kept()}") from None
             if self.interval == "step":
                 step_scheduler(self.scheduler, None)
             count += 1
@@ -310,13 +308,8 @@ class _Trainer:
             total = term * o.weight if total is None else total + term * o.weight
         return total
 
-    def kept(self) -> str:
-        if self.folder.last.exists():
-            return f"the last good checkpoint is {self.folder.last}"
-        return "no epoch finished, so no checkpoint was written"
-
     def non_finite(self, value, epoch: int, step: int, what: str = "the loss"):
-        raise TrainingStopped(f"{what} became {value} at epoch {epoch + 1}, step {step + 1}; {self.kept()}",
+        raise TrainingStopped(f"{what} became {value} at epoch {epoch + 1}, step {step + 1}; {self.folder.kept()}",
                               exit_code=1)
 
     def update_best(self, row: dict) -> bool:
