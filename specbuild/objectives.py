@@ -19,7 +19,7 @@ from .resolve import resolve_target
 CLASSIFICATION_LOSSES = {"CrossEntropyLoss", "NLLLoss", "MultiMarginLoss"}
 BINARY_LOSSES = {"BCELoss", "BCEWithLogitsLoss"}
 INPUT_TARGET = "input"      # `target: input` compares with the model's (first) input
-PROBABILITY_TYPES = {"softmax", "Softmax", "sigmoid", "Sigmoid", "log_softmax", "LogSoftmax"}
+PROBABILITY_TYPES = {"softmax", "Softmax", "sigmoid", "Sigmoid"}   # not log_softmax: log-probabilities
 
 
 def outputs_probabilities(node) -> bool:

@@ -69,3 +69,13 @@ def test_resume_needs_no_spec_and_train_needs_one_or_the_other(tmp_path, capsys)
     assert [row["epoch"] for row in read_history(tmp_path / "run")] == [1, 2]
     rc, text = run_cli_text(capsys, "train")
     assert rc == 1 and "train needs a spec, or --resume" in text
+
+
+def test_log_softmax_outputs_are_turned_into_probabilities_not_taken_as_them():
+    from specbuild.objectives import Objective, outputs_probabilities
+    from specbuild.graph import Node
+    assert outputs_probabilities(Node("p", "softmax", {}, [], ()))
+    assert not outputs_probabilities(Node("lp", "log_softmax", {}, [], ()))
+    nll = Objective("lp", torch.nn.NLLLoss(), "NLLLoss", "lp", "label", 1.0, "classification")
+    log_probs = torch.log_softmax(torch.randn(5, 3), dim=1)
+    torch.testing.assert_close(nll.probabilities(log_probs, False), log_probs.exp())
