@@ -21,7 +21,7 @@ from .optim import make_optimizer
 from .progress import Progress
 from .resolve import resolve_target
 from . import registry
-from .trainer import (DEFAULT_BATCH, DEFAULT_EPOCHS, Run, TrainingStopped, data_config, pick_device, plain,
+from .trainer import (DEFAULT_EPOCHS, Run, TrainingStopped, data_config, pick_device, plain,
                       seed_everything, spec_inputs)
 
 GRID = 64
@@ -40,9 +40,7 @@ def train_gan(checked, cfg, folder, *, state=None, data_root=None, download=True
     disc = build_model(checked, network=names["discriminator"]).to(device)
     (z_name, z_input), = list(checked.graphs.networks[names["generator"]].inputs.items())[:1]
     latent = int(cfg.get("latent_dim") or math.prod(z_input.shape))
-    data = data_config(cfg)
-    batch_size = int(data.pop("batch_size", DEFAULT_BATCH))
-    data.pop("shuffle", None)
+    data, batch_size, _ = data_config(cfg)      # every GAN epoch shuffles
     bundle = load_data(data, spec_inputs(checked, names["discriminator"]), root=data_root, download=download)
     loss_entry = cfg.get("loss") if isinstance(cfg.get("loss"), dict) else {"type": "BCELoss"}
     criterion = resolve_target(registry.CATALOG["losses"][loss_entry["type"]]["target"])()

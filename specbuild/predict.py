@@ -20,43 +20,35 @@ from .compile import build_model
 from .data import DataError, load_data
 from .metrics import resolve_metrics
 from .objectives import build_objectives, outputs_probabilities, probability_nodes
-from .trainer import _default_metrics, data_config, evaluate_model, pick_device, spec_inputs
+from .trainer import _default_metrics, data_config, evaluate_model, loss_model, pick_device, spec_inputs
 from .validate import check
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
-def _restore(checkpoint: str, device, outputs=None):
+def _load(checkpoint: str):
+    """(state, checked spec, network name) of a checkpoint of a model that predicts."""
     state = load_checkpoint(checkpoint)
-    if isinstance(state["model"], dict) and "generator" in state["model"] and state.get("task") == "gan":
+    if state.get("task") == "gan":
         raise DataError("this is a GAN checkpoint: it generates samples rather than predicting",
                         hint="its sample grids are in the run folder's samples/", path="predict")
     checked = check(state["spec"])
-    network = state.get("network")
-    graph = checked.graphs.networks[network or next(iter(checked.graphs.networks))]
-    model = build_model(checked, network=network, outputs=outputs)
-    model.load_state_dict(state["model"])
-    return state, checked, graph, model.to(device).eval()
+    return state, checked, state.get("network") or next(iter(checked.graphs.networks))
 
 
 def evaluate(checkpoint: str, *, data=None, data_root=None, limit=None, device="auto", download=True) -> dict:
     """Loss and metrics of a checkpoint on its data set's held-out part (or on `data`)."""
     device = pick_device(device)
-    state = load_checkpoint(checkpoint)
-    checked = check(state["spec"])
+    state, checked, network = _load(checkpoint)
     train_cfg = checked.data.get("train") or {}
-    network = state.get("network") or next(iter(checked.graphs.networks))
     graph = checked.graphs.networks[network]
-    cfg = data_config(train_cfg)
-    cfg.pop("batch_size", None)
-    cfg.pop("shuffle", None)
+    cfg, _, _ = data_config(train_cfg)
     if data is not None:
         cfg["dataset"] = data
     bundle = load_data(cfg, spec_inputs(checked, network), root=data_root, download=download, limit=limit)
     objectives = build_objectives(train_cfg, graph, bundle.info, train_cfg.get("task"))
     metric_names = resolve_metrics(train_cfg.get("metrics") or _default_metrics(objectives))
-    wanted = list(dict.fromkeys(o.on for o in objectives))
-    model = build_model(checked, network=network, outputs={n: n for n in wanted})
+    model = loss_model(checked, network, objectives)
     model.load_state_dict(state["model"])
     model.to(device)
     row = evaluate_model(model, bundle.test.to(device), objectives, metric_names, probability_nodes(objectives, graph))
@@ -66,7 +58,11 @@ def evaluate(checkpoint: str, *, data=None, data_root=None, limit=None, device="
 def predict(checkpoint: str, inputs: list[str], *, device="auto") -> list[dict]:
     """One row per sample: its source, and the model's outputs (class and probabilities, or values)."""
     device = pick_device(device)
-    state, checked, graph, model = _restore(checkpoint, device)
+    state, checked, network = _load(checkpoint)
+    graph = checked.graphs.networks[network]
+    model = build_model(checked, network=network)
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
     spec_in = list(graph.inputs.values())
     arrays, sources = _read_inputs(inputs, spec_in, state.get("data_info") or {})
     with torch.no_grad():

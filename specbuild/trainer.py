@@ -145,9 +145,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def data_config(train_cfg: dict) -> dict:
+def data_config(train_cfg: dict) -> tuple[dict, int, bool]:
+    """The spec's train.data as the data loader's options, plus the batch size and whether to shuffle."""
     cfg = train_cfg.get("data", "mnist-sample")
-    return dict(cfg) if isinstance(cfg, dict) else {"dataset": cfg}
+    cfg = dict(cfg) if isinstance(cfg, dict) else {"dataset": cfg}
+    return cfg, int(cfg.pop("batch_size", DEFAULT_BATCH)), bool(cfg.pop("shuffle", True))
+
+
+def loss_model(checked, network: str, objectives):
+    """The model returning just the nodes the losses read (the logits): a softmax the spec
+    returns for users is not computed where nothing reads it.  Weights as build_model's."""
+    wanted = list(dict.fromkeys(o.on for o in objectives))
+    return build_model(checked, network=network, outputs={n: n for n in wanted})
 
 
 def spec_inputs(checked, network: str) -> dict:
@@ -167,19 +176,14 @@ class _Trainer:
         self.graph = checked.graphs.networks[self.network]
         self.seed = int(train_cfg.get("seed", 0))
         self.device = pick_device(train_cfg.get("device"))
-        data_cfg = data_config(train_cfg)
-        self.batch_size = int(data_cfg.pop("batch_size", DEFAULT_BATCH))
-        self.shuffle = bool(data_cfg.pop("shuffle", True))
+        data_cfg, self.batch_size, self.shuffle = data_config(train_cfg)
         self.bundle = load_data(data_cfg, spec_inputs(checked, self.network), root=data_root, download=download)
         self.objectives = build_objectives(train_cfg, self.graph, self.bundle.info, train_cfg.get("task"))
         check_labels(self.objectives, checked.shapes[self.network], self.bundle)
         self.task = infer_task(train_cfg, self.objectives)
         self.metric_names = resolve_metrics(train_cfg.get("metrics") or _default_metrics(self.objectives))
         seed_everything(self.seed)
-        # The training graph returns just what the losses read (the logits): a softmax the model
-        # returns for users is not computed in training, where nothing reads it.
-        wanted = list(dict.fromkeys(o.on for o in self.objectives))
-        self.model = build_model(checked, network=self.network, outputs={n: n for n in wanted}).to(self.device)
+        self.model = loss_model(checked, self.network, self.objectives).to(self.device)
         self.optimizer = make_optimizer(train_cfg.get("optimizer"), self.model.parameters())
         self.epochs = int(train_cfg.get("epochs", DEFAULT_EPOCHS))
         self.steps_per_epoch = self.bundle.train.num_batches(self.batch_size, world_size=dist.world_size)
