@@ -151,9 +151,14 @@ def _graph(name, base, raw, inputs, spec, problems, block_names, is_block=False)
     return graph
 
 
-def _made_up_name(type_name, index, seen) -> str:
+def default_name(type_name, index: int) -> str:
+    """The name of an unnamed layer: its type lower-cased and its index, `relu_1`."""
     stem = str(type_name).lower() if str(type_name).isidentifier() else "layer"
-    name = f"{stem}_{index}"
+    return f"{stem}_{index}"
+
+
+def _made_up_name(type_name, index, seen) -> str:
+    name = default_name(type_name, index)
     while name in seen:
         name += "_"
     return name

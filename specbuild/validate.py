@@ -13,7 +13,7 @@ import jsonschema
 
 from . import registry
 from .errors import Problem, SpecError, did_you_mean
-from .graph import SpecGraphs, ancestors_of_outputs, build_graphs
+from .graph import SpecGraphs, ancestors_of_outputs, build_graphs, default_name
 from .loader import Spec, load_spec
 from .schema import build_schema
 from .variables import apply_overrides, substitute
@@ -152,7 +152,7 @@ def _node_name(data, path) -> tuple[str | None, str | None]:
             type_name = value.get("type") if isinstance(value.get("type"), str) else None
             given = value.get("name")
             name = given if isinstance(given, str) else (
-                f"{type_name.lower()}_{key}" if type_name and isinstance(key, int) else type_name)
+                default_name(type_name, key) if type_name and isinstance(key, int) else type_name)
     return name, type_name
 
 
