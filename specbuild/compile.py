@@ -19,6 +19,7 @@ from torch import nn
 from . import registry
 from .errors import SpecError, did_you_mean
 from .graph import Graph, Node
+from .infer import total_params
 from .resolve import resolve_target
 from .shape_ops import parse_index
 from .validate import Checked, check
@@ -41,7 +42,7 @@ def build_model(spec, *, network: str | None = None, overrides: dict | None = No
     name = pick_network(checked, network)
     graph = checked.graphs.networks[name]
     shapes = checked.shapes[name]
-    total = sum(s.params for s in shapes.values())
+    total = total_params(shapes)
     if total > max_params:
         raise SpecError(f"the model has {total:,} parameters, over the limit of {max_params:,}",
                         file=checked.spec.file, path=".".join(graph.path) or "layers",

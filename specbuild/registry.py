@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .errors import did_you_mean
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CATALOG: dict = json.loads(Path(__file__).with_name("torch_catalog.json").read_text())
@@ -132,10 +131,6 @@ def lookup(name: str) -> LayerType | None:
     if not isinstance(name, str):
         return None
     return _USER_TYPES.get(name) or BUILTIN_TYPES.get(name)
-
-
-def suggest(name, choices) -> str | None:
-    return did_you_mean(name, choices)
 
 
 def register_layer(name: str, factory: Callable, *, args: dict | None = None,
