@@ -21,7 +21,7 @@ test: $(BIN)/specbuild
 # After upgrading torch or registering built-in types: regenerate the catalog and the schema.
 schema: $(BIN)/specbuild
 	$(BIN)/python -m specbuild.catalog_gen
-	$(BIN)/python -m specbuild.schema
+	$(BIN)/python -m specbuild.spec.schema
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -4,23 +4,36 @@
     specbuild.validate("specs/cnn.yaml")          # warnings, or SpecError listing every problem
     model = specbuild.build_model("specs/cnn.yaml")
 
-Importing specbuild does not import torch; `build_model`, `summary` and `train`
-import it when first used.
+Importing specbuild does not import torch; `build_model`, `build_models`, `summary` and
+`train` import it when first used.  The package is a pipeline of stages, each a folder
+importing only the stages below it (docs/architecture.md):
+
+    errors, registry, resolve, inputs   the ground floor
+    shapes/     per-type shape rules (pure Python)
+    spec/       text -> checked spec
+    compiler/   checked spec -> torch.fx GraphModule; summary; pictures
+    data/       data sets as preloaded tensors
+    training/   the loops, objectives, optimizers, metrics, checkpoints, predict
+    cli/        the `specbuild` command
 """
 from .errors import Problem, SpecError
-from .loader import Spec, load_spec
 from .registry import register_layer, unregister_layer
-from .validate import validate
+from .spec.loader import Spec, load_spec
+from .spec.validate import validate
 
 __version__ = "0.1.0"
-__all__ = ["Problem", "Spec", "SpecError", "build_model", "load_spec", "register_layer", "summary",
+__all__ = ["Problem", "Spec", "SpecError", "build_model", "build_models", "load_spec", "register_layer", "summary",
            "train", "unregister_layer", "validate"]
 
-_LAZY = {"build_model": "compile", "summary": "summary", "train": "trainer"}
+# public name -> the module defining it, imported on first use (it imports torch)
+_LAZY = {"build_model": "compiler.compile", "build_models": "compiler.compile", "summary": "compiler.summary",
+         "train": "training.trainer"}
 
 
 def __getattr__(name):
     if name in _LAZY:
         import importlib
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value      # later look-ups find it directly
+        return value
     raise AttributeError(f"module 'specbuild' has no attribute {name!r}")

@@ -6,7 +6,7 @@ LR schedulers, each with its constructor arguments as JSON Schema fragments.
 only one that looks inside torch to write it.  Run after upgrading torch:
 
     python -m specbuild.catalog_gen          # rewrites specbuild/torch_catalog.json
-    python -m specbuild.schema               # then the JSON Schema built from it
+    python -m specbuild.spec.schema               # then the JSON Schema built from it
 
 A test checks that the checked-in catalog matches the installed torch.
 """

@@ -22,6 +22,8 @@ CATALOG: dict = json.loads(Path(__file__).with_name("torch_catalog.json").read_t
 
 # Metric names; specbuild.metrics computes them (a test keeps the two in step).
 METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "roc_auc", "mse", "mae", "r2")
+# Scheduler arguments the trainer fills from the run's length when a spec leaves them out.
+FILLED_BY_TRAINER = {"CosineAnnealingLR": ("T_max",)}
 
 
 @dataclass(frozen=True)

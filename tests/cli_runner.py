@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from specbuild.cli import main
+from specbuild.cli.main import main
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:

@@ -32,7 +32,7 @@ class CliResult:
 
 @pytest.fixture
 def cli(capsys, monkeypatch):
-    from specbuild.cli import main
+    from specbuild.cli.main import main
 
     monkeypatch.delenv("SPECBUILD_DEBUG", raising=False)
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from specbuild.cli import main
+from specbuild.cli.main import main
 
 
 @pytest.mark.parametrize("spec, floor", [("cnn", 0.95), ("fnn", 0.92)])

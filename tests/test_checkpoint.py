@@ -1,4 +1,4 @@
-"""specbuild.checkpoint: atomic writes, weights-only loads, RNG state."""
+"""specbuild.training.checkpoint: atomic writes, weights-only loads, RNG state."""
 import collections
 import os
 import random
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from specbuild import checkpoint
-from specbuild.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from specbuild.training import checkpoint
+from specbuild.training.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from specbuild.errors import SpecError
 
 SPEC = {"specbuild": 1, "name": "tiny", "inputs": {"x": [3]}, "layers": [{"type": "Linear", "out_features": 2}]}
@@ -173,7 +173,7 @@ def test_cuda_rng_state_round_trip(tmp_path):
 
 
 def test_opening_a_run_folder_removes_temp_files_of_killed_saves(tmp_path):
-    from specbuild.run_folder import RunFolder
+    from specbuild.training.run_folder import RunFolder
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()          # a process that has exited
     stray = tmp_path / f".best.pt.tmp-{dead}-abcd"

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import specbuild
-from specbuild.checkpoint import load_checkpoint
-from specbuild.progress import Progress
+from specbuild.training.checkpoint import load_checkpoint
+from specbuild.training.progress import Progress
 
 OLD = Path(__file__).parent / "fixtures" / "checkpoints-0.1.0"
 

@@ -1,4 +1,4 @@
-"""Unit tests of the compiler (specbuild.compile): what the GraphModule looks like, how
+"""Unit tests of the compiler (specbuild.compiler.compile): what the GraphModule looks like, how
 inputs, outputs, share, repeat, blocks, Sequential and wrappers become torch, and what
 build_model accepts.  The shipped specs against hand-written modules are in
 test_specs_oracle.py; the small specs here isolate one feature each."""
@@ -16,8 +16,8 @@ from torch import nn
 
 import specbuild
 from specbuild import SpecError
-from specbuild.compile import build_model, build_models
-from specbuild.validate import check
+from specbuild.compiler.compile import build_model, build_models
+from specbuild.spec.validate import check
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"

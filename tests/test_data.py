@@ -1,4 +1,4 @@
-"""specbuild.data: data sets, shape checks and batching. Never touches the network."""
+"""specbuild.data.load: data sets, shape checks and batching. Never touches the network."""
 import gzip
 import os
 import struct
@@ -8,12 +8,12 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from specbuild import datasets_images
-from specbuild.data import DATASETS, DataError, TensorData, load_data
+from specbuild.data import images as image_sets
+from specbuild.data.load import DATASETS, DataError, TensorData, load_data
 from specbuild.errors import SpecError
 
 FASHION = "/usr/share/datasets/fashion-mnist"
-REAL_DOWNLOAD = datasets_images._download
+REAL_DOWNLOAD = image_sets._download
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +21,7 @@ def no_downloads(monkeypatch, tmp_path):
     """Any download attempt fails the test; the cache is an empty folder."""
     def refuse(*args, **kwargs):
         raise AssertionError("a test tried to download")
-    monkeypatch.setattr(datasets_images, "_download", refuse)
+    monkeypatch.setattr(image_sets, "_download", refuse)
     monkeypatch.setenv("SPECBUILD_DATA", str(tmp_path / "cache"))
 
 
@@ -68,7 +68,7 @@ def test_mnist_sample_split_and_labels(sample):
 
 
 def test_mnist_sample_split_is_fixed_and_disjoint():
-    images, labels, tr, te = datasets_images.sample_arrays()
+    images, labels, tr, te = image_sets.sample_arrays()
     assert len(images) == 10000 and len(set(tr.tolist()) | set(te.tolist())) == 10000
     assert (tr == np.random.default_rng(0).permutation(10000)[:8000]).all()
 
@@ -116,7 +116,7 @@ def test_truncated_idx_file_is_a_clear_error(tmp_path):
 
 
 def test_missing_set_without_download_names_the_ways_out(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets_images, "SYSTEM_DIRS", {})
+    monkeypatch.setattr(image_sets, "SYSTEM_DIRS", {})
     with pytest.raises(DataError) as e:
         load_data("mnist", {"x": [1, 28, 28]}, root=str(tmp_path / "nowhere"), download=False)
     text = str(e.value)
@@ -131,7 +131,7 @@ def test_failed_download_gives_its_reason(tmp_path, monkeypatch):
 
     def no_network(self):
         raise RuntimeError("Error downloading:\nno route to host")
-    monkeypatch.setattr(datasets_images, "_download", REAL_DOWNLOAD)      # its network part is stubbed below
+    monkeypatch.setattr(image_sets, "_download", REAL_DOWNLOAD)      # its network part is stubbed below
     monkeypatch.setattr(tvd.CIFAR10, "download", no_network)
     with pytest.raises(DataError, match=r"could not be downloaded \(no route to host\)"):
         load_data("cifar10", {"x": [3, 32, 32]}, cache_dir=str(tmp_path), download=True)

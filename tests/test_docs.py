@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 import specbuild
-from specbuild.compile import build_models
+from specbuild.compiler.compile import build_models
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "docs" / "spec-format.md", ROOT / "README.md"]

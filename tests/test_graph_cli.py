@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from specbuild.render_graph import spec_graph
-from specbuild.validate import check
+from specbuild.compiler.render import spec_graph
+from specbuild.spec.validate import check
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"
@@ -237,7 +237,7 @@ def test_graph_set_and_errors(tmp_path, run):
 # --- specbuild list -------------------------------------------------------------------------
 
 def test_list_specs_and_every_guide_heading(run):
-    from specbuild.guide_map import HEADINGS
+    from specbuild.cli.guide_map import HEADINGS
     rc, out, err = run("list")
     assert rc == 0 and err == ""
     assert run("list", "specs")[1] == out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from cli_runner import line_of, write_text
 
-from specbuild.validate import validate
+from specbuild.spec.validate import validate
 
 HEAD = "specbuild: 1\nname: m\n"
 MLP = HEAD + "inputs:\n  x: [20]\nlayers:\n  - {name: fc, type: Linear, out_features: 3}\n"
@@ -273,7 +273,7 @@ def test_one_warning_does_not_hide_the_others_nor_shape_errors(tmp_path):
     import torch
 
     from specbuild import SpecError
-    from specbuild.compile import build_model
+    from specbuild.compiler.compile import build_model
     text = MLP + "  - {name: extra, type: Linear, out_features: 2, in: x}\n  - {name: out, type: softmax, dim: 1, in: fc}\n" \
         "train:\n  loss: {type: CrossEntropyLoss}\n"
     spec_file = write_text(tmp_path, text)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from specbuild.errors import SpecError
-from specbuild.loader import Spec, format_path, load_spec
+from specbuild.spec.loader import Spec, format_path, load_spec
 
 SPEC = """\
 name: mlp

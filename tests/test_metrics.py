@@ -1,4 +1,4 @@
-"""specbuild.metrics: whole-set metrics through scikit-learn, ROC-AUC from probabilities."""
+"""specbuild.training.metrics: whole-set metrics through scikit-learn, ROC-AUC from probabilities."""
 import math
 
 import numpy as np
@@ -8,7 +8,7 @@ from sklearn import metrics as skm
 
 from specbuild import registry
 from specbuild.errors import SpecError
-from specbuild.metrics import METRICS, compute_metrics, resolve_metrics
+from specbuild.training.metrics import METRICS, compute_metrics, resolve_metrics
 
 
 def softmax(z):

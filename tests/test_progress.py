@@ -1,7 +1,7 @@
 """The progress display: a live bar on a terminal, only epoch lines elsewhere."""
 import io
 
-from specbuild.progress import Progress
+from specbuild.training.progress import Progress
 
 
 class Terminal(io.StringIO):

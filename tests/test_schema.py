@@ -9,9 +9,10 @@ import jsonschema
 import pytest
 
 import specbuild
-from specbuild import registry, schema
-from specbuild.loader import load_spec
-from specbuild.shapes import Inferred
+from specbuild import registry
+from specbuild.spec import schema
+from specbuild.spec.loader import load_spec
+from specbuild.shapes.core import Inferred
 
 from conftest import REPO, SHIPPED_SPECS
 
@@ -31,7 +32,7 @@ def editor_validator(checked_in):
 def test_checked_in_schema_is_current():
     fresh = schema.render(schema.build_schema(registry.BUILTIN_TYPES))
     assert CHECKED_IN.read_text() == fresh, (
-        "schemas/spec.schema.json is stale: regenerate it with `python -m specbuild.schema` and commit it")
+        "schemas/spec.schema.json is stale: regenerate it with `python -m specbuild.spec.schema` and commit it")
 
 
 def test_installed_copy_is_the_checked_in_schema(checked_in):
@@ -217,7 +218,7 @@ def test_register_refuses_bad_names(name):
 
 
 def test_the_schemas_data_options_are_the_data_loaders():
-    from specbuild.data import DATA_OPTIONS
-    from specbuild.schema import build_schema
+    from specbuild.data.catalog import DATA_OPTIONS
+    from specbuild.spec.schema import build_schema
     data_def = build_schema()["$defs"]["data"]["anyOf"][1]
     assert sorted(data_def["properties"]) == sorted(DATA_OPTIONS)

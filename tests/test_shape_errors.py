@@ -16,7 +16,7 @@ import pytest
 from cli_runner import line_of, write_text
 
 from specbuild import SpecError
-from specbuild.validate import check
+from specbuild.spec.validate import check
 
 REPO = Path(__file__).resolve().parent.parent
 HEAD = "specbuild: 1\nname: m\n"

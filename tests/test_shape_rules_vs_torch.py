@@ -19,8 +19,8 @@ import pytest
 torch = pytest.importorskip("torch")
 nn, F = torch.nn, torch.nn.functional
 
-from specbuild.shape_ops import parse_index  # noqa: E402
-from specbuild.shapes import INFERRED_ARGS, RULES, ShapeError, infer  # noqa: E402
+from specbuild.shapes.index import parse_index  # noqa: E402
+from specbuild.shapes.core import INFERRED_ARGS, RULES, ShapeError, infer  # noqa: E402
 
 OMIT = object()
 CASES: dict[str, list] = {}          # type -> [(args, inputs)]

@@ -1,4 +1,4 @@
-"""Unit tests for shape inference without torch (specbuild.shapes and its rules).
+"""Unit tests for shape inference without torch (specbuild.shapes.core and its rules).
 The oracle test against real torch is test_shape_rules_vs_torch.py."""
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from specbuild.shapes import (INFERRED_ARGS, Inferred, ShapeError, format_shape, has_rule, infer,
-                              infer_on_meta, parse_index)
+from specbuild.shapes.core import (INFERRED_ARGS, Inferred, ShapeError, format_shape, has_rule, infer,
+                                   infer_on_meta)
+from specbuild.shapes.index import parse_index
 
 N = "N"
 
@@ -18,9 +19,9 @@ def out(type_name, args, *inputs):
 
 
 def test_importing_the_shape_modules_does_not_import_torch():
-    code = ("import sys, specbuild.shapes, specbuild.shape_rules, specbuild.shape_ops, "
-            "specbuild.shape_rules_more, specbuild.shape_rules_seq\n"
-            "from specbuild.shapes import infer\n"
+    code = ("import sys, specbuild.shapes.core, specbuild.shapes.layers, specbuild.shapes.ops, "
+            "specbuild.shapes.index, specbuild.shapes.rearrange, specbuild.shapes.sequence\n"
+            "from specbuild.shapes.core import infer\n"
             "infer('Linear', {'out_features': 3}, [('N', 4)])\n"
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(_root()))

@@ -20,9 +20,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from specbuild.compile import build_model
-from specbuild.guide_map import HEADINGS, SPEC_DOCS
-from specbuild.validate import check
+from specbuild.compiler.compile import build_model
+from specbuild.cli.guide_map import HEADINGS, SPEC_DOCS
+from specbuild.spec.validate import check
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 BATCH = 3

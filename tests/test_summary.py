@@ -1,4 +1,4 @@
-"""`specbuild summary` and `specbuild.summary.summary`: one row per node (type, inputs,
+"""`specbuild summary` and `specbuild.compiler.summary.summary`: one row per node (type, inputs,
 output shape, parameters) and totals that equal the built model's parameter count, for
 multi-input, multi-output, nested and multi-network specs.  A spec of over 10 billion
 parameters is summarised from shape inference alone (fast, small, no torch), while
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from specbuild import SpecError
-from specbuild.summary import render, summary
+from specbuild.compiler.summary import render, summary
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"
@@ -48,7 +48,7 @@ def _total(out: str) -> list[int]:
 # --- multi-input, multi-output, nested, multi-network ----------------------------------------
 
 def test_multi_input(run):
-    from specbuild.compile import build_model
+    from specbuild.compiler.compile import build_model
     [s] = summary(SPECS / "multi_input.yaml")
     assert s.name == "multi_input" and s.inputs == {"x1": "[N, 1, 28, 28]", "x2": "[N, 10]"}
     assert _rows(s) == {
@@ -75,7 +75,7 @@ def test_multi_input(run):
 
 
 def test_multi_output(run):
-    from specbuild.compile import build_model
+    from specbuild.compiler.compile import build_model
     [s] = summary(SPECS / "multi_output.yaml")
     assert s.outputs == ["output1", "fc3"]
     rows = _rows(s)
@@ -115,7 +115,7 @@ layers:
 
 
 def test_nested_blocks_repeat_sequential_and_share(tmp_path, run):
-    from specbuild.compile import build_model
+    from specbuild.compiler.compile import build_model
     spec_file = tmp_path / "nested.yaml"
     spec_file.write_text(NESTED)
     [s] = summary(spec_file)
@@ -154,7 +154,7 @@ def test_nested_blocks_repeat_sequential_and_share(tmp_path, run):
 
 
 def test_blocks_of_encoder_decoder():
-    from specbuild.compile import build_model
+    from specbuild.compiler.compile import build_model
     [s] = summary(SPECS / "encoder_decoder.yaml")
     rows = {r.name: (r.type, r.inputs, r.output, r.params, r.depth) for r in s.rows}
     assert rows["encoder"] == ("Encoder", ["x"], "[N, 64, 14, 14]", 640, 0)
@@ -167,7 +167,7 @@ def test_blocks_of_encoder_decoder():
 
 
 def test_multi_network(run):
-    from specbuild.compile import build_model
+    from specbuild.compiler.compile import build_model
     summaries = summary(SPECS / "gan.yaml")
     assert [s.name for s in summaries] == ["generator", "discriminator"]
     generator, discriminator = summaries
@@ -257,7 +257,7 @@ def test_huge_spec_summary_is_fast_small_and_exact(huge):
     result = _child(f"""
         import json, resource, subprocess, sys, time
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "specbuild.cli", "summary", {str(huge)!r}],
+        done = subprocess.run([sys.executable, "-m", "specbuild.cli.main", "summary", {str(huge)!r}],
                               capture_output=True, text=True)
         seconds = time.perf_counter() - start
         rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024    # KiB on Linux
@@ -278,8 +278,8 @@ def test_huge_spec_summary_is_fast_small_and_exact(huge):
 def test_huge_spec_summary_never_imports_torch(huge):
     result = _child(f"""
         import contextlib, io, json, sys
-        from specbuild.summary import render, summary
-        from specbuild.cli import main
+        from specbuild.compiler.summary import render, summary
+        from specbuild.cli.main import main
         total = summary({str(huge)!r})[0].params
         text = render(summary({str(huge)!r}))
         with contextlib.redirect_stdout(io.StringIO()) as out:
@@ -295,7 +295,7 @@ def test_build_model_refuses_the_huge_spec_before_allocating(huge):
         import json, resource, time
         import torch
         from specbuild import SpecError
-        from specbuild.compile import build_model
+        from specbuild.compiler.compile import build_model
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         start = time.perf_counter()
         try:
@@ -320,7 +320,7 @@ def test_build_model_refuses_the_huge_spec_before_allocating(huge):
 def test_max_params_lowers_and_raises_the_limit(huge):
     import torch
 
-    from specbuild.compile import DEFAULT_MAX_PARAMS, build_model, build_models
+    from specbuild.compiler.compile import DEFAULT_MAX_PARAMS, build_model, build_models
     cnn = SPECS / "cnn.yaml"
     [s] = summary(cnn)
     assert _n_params(build_model(cnn, max_params=s.params)) == s.params          # the limit is inclusive

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from specbuild.compile import build_model
+from specbuild.compiler.compile import build_model
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"

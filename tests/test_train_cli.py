@@ -25,9 +25,9 @@ from cli_runner import read_history as history, run_cli
 import torch
 
 import specbuild
-from specbuild.checkpoint import load_checkpoint
-from specbuild.cli import main
-from specbuild.loader import load_spec
+from specbuild.training.checkpoint import load_checkpoint
+from specbuild.cli.main import main
+from specbuild.spec.loader import load_spec
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"
@@ -41,8 +41,8 @@ def timeless(rows: list[dict]) -> list[dict]:
 @pytest.fixture(scope="module")
 def cnn_run(tmp_path_factory):
     """A cnn trained one epoch on 512 bundled digits (quietly, through the Python API)."""
-    from specbuild.progress import Progress
-    from specbuild.trainer import train
+    from specbuild.training.progress import Progress
+    from specbuild.training.trainer import train
     out = tmp_path_factory.mktemp("cnn") / "run"
     run = train(str(SPECS / "cnn.yaml"), data="mnist-sample", epochs=1, limit=512, out=str(out), download=False,
                 progress=Progress(io.StringIO(), quiet=True))
@@ -186,7 +186,7 @@ def test_evaluate_prints_the_metrics_the_run_logged(cnn_run, capsys):
 @pytest.fixture(scope="module")
 def held_out(cnn_run):
     """The first held-out digits as evaluate sees them, and the classes a forward pass gives."""
-    from specbuild.data import load_data
+    from specbuild.data.load import load_data
     bundle = load_data("mnist-sample", {"x": [1, 28, 28]}, limit=N_TEST, download=False)
     state = load_checkpoint(cnn_run / "last.pt")
     model = specbuild.build_model(state["spec"])
@@ -235,7 +235,7 @@ def test_predict_pt_file_and_json_output(cnn_run, held_out, tmp_path, capsys):
 def test_predict_png_files_of_the_bundled_digits(cnn_run, held_out, tmp_path, capsys):
     """PNGs of the raw held-out digits, normalised by predict as in training: same classes."""
     from PIL import Image
-    from specbuild.datasets_images import sample_arrays
+    from specbuild.data.images import sample_arrays
     _, probs = held_out
     images, labels, _, test_index = sample_arrays()
     paths = []

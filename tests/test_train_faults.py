@@ -18,7 +18,7 @@ import pytest
 from cli_runner import run_cli_text as run_cli
 import torch
 
-from specbuild.checkpoint import load_checkpoint
+from specbuild.training.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"
@@ -34,11 +34,11 @@ def assert_no_training(out: Path) -> None:
 @pytest.fixture
 def no_local_data(tmp_path, monkeypatch):
     """No cached data sets and no system copies: only what --data-root gives."""
-    from specbuild import datasets_images
+    from specbuild.data import images as image_sets
     cache = tmp_path / "cache"
     cache.mkdir()
     monkeypatch.setenv("SPECBUILD_DATA", str(cache))
-    monkeypatch.setattr(datasets_images, "SYSTEM_DIRS", {})
+    monkeypatch.setattr(image_sets, "SYSTEM_DIRS", {})
     empty = tmp_path / "empty"
     empty.mkdir()
     return empty
@@ -166,7 +166,7 @@ def test_nan_in_the_users_data(tmp_path, capsys):
 
 
 def test_nan_only_in_the_held_out_data(tmp_path, capsys):
-    from specbuild.data import seeded_split
+    from specbuild.data.tensors import seeded_split
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 10)).astype("float32")
     _, held_out = seeded_split(64, 0.2, 0)           # the user file's default split

@@ -2,7 +2,7 @@
 import torch
 
 import specbuild
-from specbuild.checkpoint import load_checkpoint
+from specbuild.training.checkpoint import load_checkpoint
 from cli_runner import read_history, run_cli_text
 
 TINY = """\
@@ -72,8 +72,8 @@ def test_resume_needs_no_spec_and_train_needs_one_or_the_other(tmp_path, capsys)
 
 
 def test_log_softmax_outputs_are_turned_into_probabilities_not_taken_as_them():
-    from specbuild.objectives import Objective, outputs_probabilities
-    from specbuild.graph import Node
+    from specbuild.training.objectives import Objective, outputs_probabilities
+    from specbuild.spec.graph import Node
     assert outputs_probabilities(Node("p", "softmax", {}, [], ()))
     assert not outputs_probabilities(Node("lp", "log_softmax", {}, [], ()))
     nll = Objective("lp", torch.nn.NLLLoss(), "NLLLoss", "lp", "label", 1.0, "classification")

@@ -5,7 +5,7 @@
   optimizer state and history: for the cnn (shuffled batches), for the dropout
   spec (so restoring the global RNG matters: a control run without it differs),
   and with schedulers stepping per epoch and per batch.
-* SIGKILL: a `python -m specbuild.cli train` subprocess is killed while it
+* SIGKILL: a `python -m specbuild.cli.main train` subprocess is killed while it
   writes a checkpoint, right after one was written, and at a random moment;
   every time the folder's last.pt loads (weights_only), `--resume` continues,
   and the run killed three times ends with the weights of a run never stopped.
@@ -27,7 +27,7 @@ import pytest
 from cli_runner import run_cli_text as run_cli
 import torch
 
-from specbuild.checkpoint import CheckpointError, load_checkpoint
+from specbuild.training.checkpoint import CheckpointError, load_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 DEADLINE_S = 90          # any single wait on a subprocess; far above what a healthy run needs
@@ -105,7 +105,7 @@ def test_resume_gives_exactly_the_weights_of_an_unbroken_run(case, tmp_path, cap
 def test_dropout_parity_depends_on_restoring_the_rng(tmp_path, capsys, monkeypatch):
     """Control: with the RNG restore switched off, the resumed dropout run differs, so the
     parity above really checks it."""
-    import specbuild.trainer as trainer
+    import specbuild.training.trainer as trainer
     monkeypatch.setattr(trainer, "set_rng_state", lambda state: None)
     full, resumed = parity_runs(tmp_path, capsys, "specs/dropout.yaml", [], True)
     assert not same_state(full["model"], resumed["model"])
@@ -158,7 +158,7 @@ def start(args, log: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "SPECBUILD_DEBUG"}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     with open(log, "w") as f:
-        return subprocess.Popen([sys.executable, "-m", "specbuild.cli", *map(str, args)], cwd=REPO, env=env,
+        return subprocess.Popen([sys.executable, "-m", "specbuild.cli.main", *map(str, args)], cwd=REPO, env=env,
                                 stdout=f, stderr=subprocess.STDOUT)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from cli_runner import read_history, run_cli_text as run_cli
 
-from specbuild.loader import load_spec
+from specbuild.spec.loader import load_spec
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = sorted(REPO.glob("specs/*.yaml"))
@@ -163,5 +163,5 @@ def test_reconstruction_reports_its_error(name, runs, capsys):
         # the loss is MSELoss against the input itself: val_loss is the reconstruction mse
         assert row["val_loss"] == pytest.approx(row["val_mse"], rel=1e-4)
     assert history[-1]["val_mse"] < history[0]["val_mse"]
-    from specbuild.checkpoint import load_checkpoint
+    from specbuild.training.checkpoint import load_checkpoint
     assert load_checkpoint(out / "last.pt")["task"] == "reconstruction"

@@ -103,7 +103,7 @@ def test_usage_errors_exit_2(cli):
 def test_cli_module_entry_point_in_a_subprocess(write_spec):
     # the one end-to-end run through `python -m`: exit codes and streams as a shell sees them
     bad = write_spec(VAR_SPEC.replace('"${hidden}"', "10").replace("Linear", "Linearr"))
-    run = subprocess.run([sys.executable, "-m", "specbuild.cli", "validate", bad], capture_output=True,
+    run = subprocess.run([sys.executable, "-m", "specbuild.cli.main", "validate", bad], capture_output=True,
                          text=True, cwd=REPO, timeout=60)
     assert run.returncode == 1
     assert run.stdout == "" and f"{bad}:6:" in run.stderr and "did you mean 'Linear'" in run.stderr
@@ -113,8 +113,8 @@ def test_cli_module_entry_point_in_a_subprocess(write_spec):
 # --- no torch --------------------------------------------------------------------------------
 
 NO_TORCH = """
-import sys, specbuild.cli
-rc = specbuild.cli.main(["validate", *sys.argv[1:]])
+import sys, specbuild.cli.main
+rc = specbuild.cli.main.main(["validate", *sys.argv[1:]])
 loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
 print("rc", rc, "torch modules:", loaded)
 assert not loaded, loaded
@@ -133,11 +133,11 @@ def test_validate_does_not_import_torch(write_spec):
 
 
 def test_validate_does_not_import_torch_per_importtime():
-    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "specbuild.cli", "validate",
+    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "specbuild.cli.main", "validate",
                           *map(str, SHIPPED_SPECS)], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert run.returncode == 0, run.stderr[-3000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
-    assert "specbuild.validate" in imported
+    assert "specbuild.spec.validate" in imported
     assert not {m for m in imported if m == "torch" or m.startswith("torch.")}
 
 
@@ -152,6 +152,6 @@ def _median_wall(argv, runs=3) -> float:
 
 def test_validate_is_much_faster_than_importing_torch():
     pytest.importorskip("torch")
-    validate = _median_wall([sys.executable, "-m", "specbuild.cli", "validate", *map(str, SHIPPED_SPECS)])
+    validate = _median_wall([sys.executable, "-m", "specbuild.cli.main", "validate", *map(str, SHIPPED_SPECS)])
     torch = _median_wall([sys.executable, "-c", "import torch"])
     assert validate < torch / 4, f"validate {validate:.2f}s vs import torch {torch:.2f}s (medians of 3)"

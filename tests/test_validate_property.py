@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import specbuild
 from specbuild import Problem, SpecError, registry
-from specbuild.loader import load_spec
+from specbuild.spec.loader import load_spec
 
 from conftest import SHIPPED_SPECS
 
@@ -470,7 +470,7 @@ ODD_SHAPES = [("N", 8), ("N", 4, 8), ("N", 4, 8, 8), ("N", 2, 4, 8, 8), ("N",), 
 
 
 def test_every_rule_with_odd_arguments():
-    from specbuild.shapes import ShapeError, infer
+    from specbuild.shapes.core import ShapeError, infer
     suspects = []
     for name, entry in sorted(registry.BUILTIN_TYPES.items()):
         required = {arg: 4 for arg, spec in entry.args.items() if spec["required"]}

@@ -1,0 +1,174 @@
+"""The `specbuild` command.
+
+Each subcommand imports what it needs when it runs, so `specbuild validate`
+never imports torch.  `main(argv)` returns the exit code: 0 fine, 1 a problem
+with the user's input (reported, no traceback), 2 a usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..errors import SpecError
+
+
+def _validate(args) -> int:
+    from ..spec.validate import validate
+    failed = 0
+    overrides = _overrides(args.set)
+    for path in args.files:
+        try:
+            warnings = validate(path, overrides=overrides)
+        except SpecError as error:
+            failed += 1
+            print(error, file=sys.stderr)
+            continue
+        for warning in warnings:
+            print(warning, file=sys.stderr)
+        if not args.quiet:
+            note = f" ({len(warnings)} warning{'s' if len(warnings) != 1 else ''})" if warnings else ""
+            print(f"{path}: ok{note}")
+    return 1 if failed else 0
+
+
+def _overrides(assignments) -> dict:
+    from ..spec.variables import parse_assignment
+    out = {}
+    for text in assignments or []:
+        try:
+            key, value = parse_assignment(text)
+        except ValueError as error:
+            raise SpecError(str(error), hint="write --set name=value, e.g. --set hidden=64") from None
+        out[key] = value
+    return out
+
+
+def _summary(args) -> int:
+    from ..compiler.summary import render, summary
+    print(render(summary(args.spec, network=args.network, overrides=_overrides(args.set))), end="")
+    return 0
+
+
+def _graph(args) -> int:
+    from ..compiler.render import spec_graph, to_dot, to_mermaid, to_png
+    drawing = spec_graph(args.spec, overrides=_overrides(args.set))
+    if args.format == "png":
+        out = args.out or os.path.splitext(os.path.basename(args.spec))[0] + ".png"
+        to_png(drawing, out, title=os.path.basename(args.spec))
+        print(f"wrote {out}")
+        return 0
+    text = to_mermaid(drawing) if args.format == "mermaid" else to_dot(drawing, os.path.basename(args.spec))
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _list(args) -> int:
+    from .. import registry
+    what = args.what
+    if what == "specs":
+        from .guide_map import HEADINGS, SPEC_DOCS
+        for name, doc in SPEC_DOCS.items():
+            print(f"{name:16} {doc['summary']}")
+        print("\nguide heading -> spec")
+        for heading, name in HEADINGS.items():
+            print(f"  {heading:40} {name}")
+        return 0
+    if what in ("losses", "optimizers", "schedulers"):
+        for name in registry.catalog_names(what):
+            print(f"{name:28} {_signature(registry.CATALOG[what][name]['args'])}")
+        return 0
+    if what == "metrics":
+        print("\n".join(registry.METRIC_NAMES))
+        return 0
+    if what == "datasets":
+        from ..data.catalog import DATASETS
+        print("\n".join(DATASETS))
+        return 0
+    types = registry.layer_types()
+    if what in types:
+        entry = types[what]
+        print(f"{what} ({entry.kind}: {entry.target})\n  {_signature(entry.args)}")
+        return 0
+    kinds = {"layers": ("module", "wrapper", "user"), "functions": ("function",)}.get(what)
+    if kinds is None:
+        from ..errors import did_you_mean
+        raise SpecError(f"nothing to list named {what!r}", hint=did_you_mean(what, list(types) + LISTABLE)
+                        or "try: " + ", ".join(LISTABLE))
+    for name, entry in types.items():
+        if entry.kind in kinds:
+            print(f"{name:28} {_signature(entry.args)}")
+    return 0
+
+
+LISTABLE = ["specs", "layers", "functions", "losses", "optimizers", "schedulers", "metrics", "datasets"]
+
+
+def _signature(args: dict) -> str:
+    parts = []
+    for name, spec in args.items():
+        parts.append(name if spec["required"] else f"{name}={spec.get('default')!r}")
+    return "(" + ", ".join(parts) + ")"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="specbuild", description="PyTorch models written as data.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check specs: schema, graph and shapes, without importing torch")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a param (or a dotted key)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
+    p.set_defaults(run=_validate)
+
+    p = sub.add_parser("summary", help="per layer: type, inputs, output shape and parameters (no weights allocated)")
+    p.add_argument("spec")
+    p.add_argument("--network", help="only this network of a multi-network spec")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.set_defaults(run=_summary)
+
+    p = sub.add_parser("graph", help="the spec's graph as Mermaid, Graphviz DOT or PNG")
+    p.add_argument("spec")
+    p.add_argument("--format", choices=["mermaid", "dot", "png"], default="mermaid")
+    p.add_argument("--out", "-o", help="file to write (PNG default: <spec name>.png)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.set_defaults(run=_graph)
+
+    p = sub.add_parser("list", help="shipped specs and the guide's headings, or the known layer types, losses...")
+    p.add_argument("what", nargs="?", default="specs", help=" | ".join(LISTABLE) + " | a layer type")
+    p.set_defaults(run=_list)
+
+    from .train import add_train_commands
+    add_train_commands(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except SpecError as error:
+        print(error, file=sys.stderr)
+        return 1
+    except BrokenPipeError:   # `specbuild list | head`: the reader left; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug of ours: say so plainly, keep the traceback for SPECBUILD_DEBUG
+        if os.environ.get("SPECBUILD_DEBUG"):
+            raise
+        print(f"specbuild: internal error: {type(error).__name__}: {error}\n"
+              "This is a bug in specbuild; rerun with SPECBUILD_DEBUG=1 for the traceback.", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""`specbuild graph`: a spec's graph as Mermaid, Graphviz DOT, or a PNG.
+
+The PNG is drawn with matplotlib (layers placed by topological generation), so
+no system Graphviz is needed.  Each network is drawn as its own cluster; node
+labels carry the type and the inferred output shape.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+
+from ..shapes.core import format_shape
+from ..spec.validate import check
+
+
+@dataclass
+class Drawing:
+    networks: dict      # network name -> nx.DiGraph with node attribute "label"
+
+
+def spec_graph(spec, *, overrides: dict | None = None) -> Drawing:
+    checked = check(spec, overrides=overrides)
+    networks = {}
+    for name, graph in checked.graphs.networks.items():
+        shapes = checked.shapes[name]
+        dag = nx.DiGraph()
+        for input_name, spec_input in graph.inputs.items():
+            dag.add_node(input_name, label=f"{input_name}\ninput {format_shape(('N',) + tuple(spec_input.shape or ()))}",
+                         kind="input")
+        for node_name in graph.order:
+            node = graph.nodes.get(node_name)
+            if node is None:
+                continue
+            kind = f"share({node.share})" if node.share else node.type + (f" x{node.repeat}" if node.repeat > 1 else "")
+            shape = format_shape(shapes[node_name].output) if node_name in shapes else "?"
+            dag.add_node(node_name, label=f"{node_name}\n{kind} {shape}", kind="layer")
+            for ref in node.inputs:
+                dag.add_edge(ref, node_name)
+        for i, out in enumerate(graph.output_names()):
+            key = f"output_{i}" if len(graph.output_names()) > 1 else "output"
+            dag.add_node(f"{name}__{key}", label=key, kind="output")
+            dag.add_edge(out, f"{name}__{key}")
+        networks[name] = dag
+    return Drawing(networks)
+
+
+def _quote(text: str) -> str:
+    return text.replace('"', "'")
+
+
+def to_mermaid(drawing: Drawing) -> str:
+    lines = ["flowchart TD"]
+    several = len(drawing.networks) > 1
+    for net, dag in drawing.networks.items():
+        ids = {n: f"{net}_{n}" if several else n for n in dag.nodes}
+        if several:
+            lines.append(f"  subgraph {net}")
+        for n, data in dag.nodes(data=True):
+            label = _quote(data["label"]).replace("\n", "<br/>")
+            shape = ('(["', '"])') if data["kind"] in ("input", "output") else ('["', '"]')
+            lines.append(f"  {ids[n]}{shape[0]}{label}{shape[1]}")
+        for a, b in dag.edges:
+            lines.append(f"  {ids[a]} --> {ids[b]}")
+        if several:
+            lines.append("  end")
+    return "\n".join(lines) + "\n"
+
+
+def to_dot(drawing: Drawing, name: str = "spec") -> str:
+    lines = [f'digraph "{_quote(name)}" {{', "  rankdir=TB;", '  node [shape=box, fontname="Helvetica"];']
+    several = len(drawing.networks) > 1
+    for net, dag in drawing.networks.items():
+        ids = {n: f"{net}.{n}" if several else n for n in dag.nodes}
+        indent = "    " if several else "  "
+        if several:
+            lines.append(f'  subgraph "cluster_{net}" {{')
+            lines.append(f'    label="{net}";')
+        for n, data in dag.nodes(data=True):
+            style = ", shape=ellipse" if data["kind"] in ("input", "output") else ""
+            label = _quote(data["label"]).replace("\n", "\\n")
+            lines.append(f'{indent}"{ids[n]}" [label="{label}"{style}];')
+        for a, b in dag.edges:
+            lines.append(f'{indent}"{ids[a]}" -> "{ids[b]}";')
+        if several:
+            lines.append("  }")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _layout(dag: nx.DiGraph) -> dict:
+    """Top to bottom by topological generation; each generation centred."""
+    pos = {}
+    for depth, generation in enumerate(nx.topological_generations(dag)):
+        generation = sorted(generation, key=list(dag.nodes).index)
+        for i, n in enumerate(generation):
+            pos[n] = (i - (len(generation) - 1) / 2, -depth)
+    return pos
+
+
+def to_png(drawing: Drawing, path: str, title: str = "") -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nets = list(drawing.networks.items())
+    heights = [len(list(nx.topological_generations(d))) for _, d in nets]
+    widths = [max((len(g) for g in nx.topological_generations(d)), default=1) for _, d in nets]
+    fig, axes = plt.subplots(1, len(nets), figsize=(max(4.0, 3.2 * sum(widths)), max(3.0, 1.1 * max(heights))),
+                             squeeze=False)
+    colours = {"input": "#d8ecff", "output": "#ffe9c7", "layer": "#eeeeee"}
+    for ax, (net, dag) in zip(axes[0], nets):
+        pos = _layout(dag)
+        for a, b in dag.edges:
+            ax.annotate("", xy=pos[b], xytext=pos[a],
+                        arrowprops=dict(arrowstyle="-|>", color="#555555", shrinkA=14, shrinkB=14, lw=1.2))
+        for n, data in dag.nodes(data=True):
+            x, y = pos[n]
+            ax.text(x, y, data["label"], ha="center", va="center", fontsize=8,
+                    bbox=dict(boxstyle="round,pad=0.4", fc=colours[data["kind"]], ec="#333333"))
+        xs = [p[0] for p in pos.values()] or [0]
+        ys = [p[1] for p in pos.values()] or [0]
+        ax.set_xlim(min(xs) - 0.8, max(xs) + 0.8)
+        ax.set_ylim(min(ys) - 0.6, max(ys) + 0.6)
+        ax.set_title(net if len(nets) > 1 else (title or net))
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,258 @@
+"""Shape rules for torch.nn's sequence layers: RNN/LSTM/GRU and their cells,
+MultiheadAttention, the Transformer layers and stacks.  Same contract as
+shape_rules: (output, {parameter name: shape}), pure Python."""
+from __future__ import annotations
+
+from .rearrange import nested
+from .core import (MAX_COUNT, REQUIRED, ShapeError, format_shape, infer, known, rank, rule, same_dim,
+                     tensor)
+
+R = REQUIRED
+_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
+
+
+def _agree(type_name, names, x, y, dim, what):
+    """Dim `dim` of x and y must agree, e.g. the batch of query and key."""
+    try:
+        same_dim(x[dim], y[dim])
+    except ValueError:
+        raise ShapeError(f"{type_name}: {names[0]} {format_shape(x)} and {names[1]} "
+                         f"{format_shape(y)} differ in {what} (dim {dim})") from None
+
+
+def _recurrent(kind):
+    extra = {"proj_size": 0} if kind == "LSTM" else {"nonlinearity": "tanh"} \
+        if kind == "RNN" else {}
+
+    @rule(kind, inferred=("input_size",), input_size=R, hidden_size=R, num_layers=1,
+          bias=True, batch_first=False, dropout=0.0, bidirectional=False, **extra)
+    def recurrent(a, inputs):
+        # x: (L, N, H_in), or (N, L, H_in) with batch_first, or unbatched (L, H_in)
+        x = tensor(a.type, inputs[:1])[0]
+        layout = "(N, L, H_in)" if a["batch_first"] else "(L, N, H_in)"
+        batched = rank(a.type, x, 2, 3, what=f" {layout} or unbatched (L, H_in)") == 3
+        n_in = a.check_size("input_size", x[-1], "features", x)
+        hidden, layers = a.int("hidden_size"), a.int("num_layers", hi=MAX_COUNT)
+        a.prob("dropout")
+        proj = a.int("proj_size", 0) if kind == "LSTM" else 0
+        if proj >= hidden:
+            raise ShapeError(f"LSTM.proj_size {proj} must be smaller than hidden_size "
+                             f"{hidden}", arg="proj_size")
+        if kind == "RNN":
+            a.choice("nonlinearity", ("tanh", "relu"))
+        dirs = 2 if a["bidirectional"] else 1
+        h_out = proj or hidden
+        seq_batch = x[:-1]
+        batch = (x[0 if a["batch_first"] else 1],) if batched else ()
+        out = seq_batch + (dirs * h_out,)
+        h = (dirs * layers,) + batch + (h_out,)
+        state = [h, (dirs * layers,) + batch + (hidden,)] if kind == "LSTM" else h
+        if len(inputs) > 2:
+            raise ShapeError(f"{kind} takes its input and at most an initial state, "
+                             f"not {len(inputs)} inputs")
+        if len(inputs) == 2 and not _same(inputs[1], state):
+            raise ShapeError(f"{kind}'s initial state is {format_shape(inputs[1])} but "
+                             f"should be {format_shape(state)} for input {format_shape(x)}")
+        g = _GATES[kind] * hidden
+        params = {}
+        for layer in range(layers):
+            for sfx in ("", "_reverse")[:dirs]:
+                s = f"_l{layer}{sfx}"
+                params[f"weight_ih{s}"] = (g, n_in if layer == 0 else dirs * h_out)
+                params[f"weight_hh{s}"] = (g, h_out)
+                if a["bias"]:
+                    params[f"bias_ih{s}"] = params[f"bias_hh{s}"] = (g,)
+                if proj:
+                    params[f"weight_hr{s}"] = (proj, hidden)
+        return [out, state], params
+
+
+def _same(x, y):
+    """Whether two values (shapes or multi-values) can be the same for every batch size."""
+    if isinstance(x, list) or isinstance(y, list):
+        return isinstance(x, list) and isinstance(y, list) and len(x) == len(y) and all(
+            _same(p, q) for p, q in zip(x, y))
+    try:
+        for p, q in zip(x, y):
+            same_dim(p, q)
+    except ValueError:
+        return False
+    return len(x) == len(y)
+
+
+def _cell(kind):
+    extra = {"nonlinearity": "tanh"} if kind == "RNN" else {}
+
+    @rule(kind + "Cell", inferred=("input_size",), input_size=R, hidden_size=R, bias=True,
+          **extra)
+    def cell(a, inputs):
+        x = tensor(a.type, inputs[:1])[0]
+        rank(a.type, x, 1, 2, what=" (batch, features)")
+        n_in = a.check_size("input_size", x[-1], "features", x)
+        hidden = a.int("hidden_size")
+        if kind == "RNN":
+            a.choice("nonlinearity", ("tanh", "relu"))
+        h = x[:-1] + (hidden,)
+        out = [h, h] if kind == "LSTM" else h
+        if len(inputs) > 2 or len(inputs) == 2 and not _same(inputs[1], out):
+            raise ShapeError(f"{a.type}'s state should be {format_shape(out)} for input "
+                             f"{format_shape(x)}")
+        g = _GATES[kind] * hidden
+        params = {"weight_ih": (g, n_in), "weight_hh": (g, hidden)}
+        if a["bias"]:
+            params.update(bias_ih=(g,), bias_hh=(g,))
+        return out, params
+
+
+for _kind in _GATES:
+    _recurrent(_kind)
+    _cell(_kind)
+
+
+# --- attention -------------------------------------------------------------------------
+
+def _heads(a, e, name):
+    h = a.int(name)
+    if e % h:
+        raise ShapeError(f"{a.type}: {'embed_dim' if name == 'num_heads' else 'd_model'} {e} "
+                         f"is not divisible by {name} {h}", arg=name)
+
+
+def _mha_params(e, kdim, vdim, bias, bias_kv=False, prefix=""):
+    if kdim == vdim == e:
+        p = {"in_proj_weight": (3 * e, e)}
+    else:
+        p = {"q_proj_weight": (e, e), "k_proj_weight": (e, kdim), "v_proj_weight": (e, vdim)}
+    if bias:
+        p["in_proj_bias"] = (3 * e,)
+    if bias_kv:
+        p.update(bias_k=(1, 1, e), bias_v=(1, 1, e))
+    p["out_proj.weight"] = (e, e)
+    if bias:
+        p["out_proj.bias"] = (e,)
+    return {prefix + k: v for k, v in p.items()}
+
+
+@rule("MultiheadAttention", inferred=("embed_dim",), embed_dim=R, num_heads=R, dropout=0.0,
+      bias=True, add_bias_kv=False, add_zero_attn=False, kdim=None, vdim=None,
+      batch_first=False)
+def _mha(a, inputs):
+    # query (L, N, E) or (N, L, E) with batch_first or unbatched (L, E); key/value (S, N, *)
+    xs = tensor(a.type, inputs, 8, 1)[:3]       # inputs past value are masks
+    q = xs[0]
+    k = xs[1] if len(xs) > 1 else q
+    v = xs[2] if len(xs) > 2 else k
+    batched = rank(a.type, q, 2, 3, what=" query") == 3
+    e = a.check_size("embed_dim", q[-1], "features", q)
+    _heads(a, e, "num_heads")
+    a.prob("dropout")
+    dims = {}
+    for name, t in (("kdim", k), ("vdim", v)):
+        rank(a.type, t, len(q), what=f" {'key' if name == 'kdim' else 'value'}")
+        if a[name] is None and known(t[-1]) and t[-1] != e:
+            a.fill(name, t[-1])             # a key/value of another width sets kdim/vdim
+        dims[name] = e if a[name] is None else a.check_size(name, t[-1], "features", t)
+    seq, bat = (1, 0) if a["batch_first"] and batched else (0, 1)
+    _agree(a.type, ("key", "value"), k, v, seq, "sequence length")
+    if batched:
+        _agree(a.type, ("key", "value"), k, v, bat, "batch size")
+        _agree(a.type, ("query", "key"), q, k, bat, "batch size")
+    s = k[seq]
+    s = s + a["add_bias_kv"] + a["add_zero_attn"] if known(s) else s if not (
+        a["add_bias_kv"] or a["add_zero_attn"]) else None
+    weights = ((q[bat],) if batched else ()) + (q[seq], s)
+    return [q, weights], _mha_params(e, dims["kdim"], dims["vdim"], a["bias"],
+                                     a["add_bias_kv"])
+
+
+_LAYER = dict(d_model=R, nhead=R, dim_feedforward=2048, dropout=0.1, activation="relu",
+              layer_norm_eps=1e-5, batch_first=False, norm_first=False, bias=True)
+
+
+def _transformer_layer(decoder):
+    @rule("TransformerDecoderLayer" if decoder else "TransformerEncoderLayer",
+          inferred=("d_model",), **_LAYER)
+    def layer(a, inputs):
+        xs = tensor(a.type, inputs, 8 if decoder else 4, 2 if decoder else 1)  # + masks
+        x = xs[0]
+        batched = rank(a.type, x, 2, 3) == 3
+        d = a.check_size("d_model", x[-1], "features", x)
+        _heads(a, d, "nhead")
+        ff, bias = a.int("dim_feedforward"), a["bias"]
+        a.prob("dropout")
+        a.choice("activation", ("relu", "gelu"))
+        if decoder:
+            m = xs[1]
+            rank(a.type, m, len(x), what=" memory")
+            if isinstance(m[-1], str) or known(m[-1]) and m[-1] != d:
+                raise ShapeError(f"{a.type}: memory {format_shape(m)} has {m[-1]} features "
+                                 f"but d_model is {d} (tgt {format_shape(x)})", arg="d_model")
+            if batched:
+                b = 0 if a["batch_first"] else 1
+                _agree(a.type, ("tgt", "memory"), x, m, b, "batch size")
+        params = _mha_params(d, d, d, bias, prefix="self_attn.")
+        if decoder:
+            params.update(_mha_params(d, d, d, bias, prefix="multihead_attn."))
+        params.update({"linear1.weight": (ff, d), "linear2.weight": (d, ff)})
+        if bias:
+            params.update({"linear1.bias": (ff,), "linear2.bias": (d,)})
+        for i in range(1, 4 if decoder else 3):
+            params[f"norm{i}.weight"] = (d,)
+            if bias:
+                params[f"norm{i}.bias"] = (d,)
+        return x, params
+
+
+def _stack(decoder):
+    name = "decoder_layer" if decoder else "encoder_layer"
+    extra = {} if decoder else dict(enable_nested_tensor=True, mask_check=True)
+
+    @rule("TransformerDecoder" if decoder else "TransformerEncoder",
+          **{name: R}, num_layers=R, norm=None, **extra)
+    def stack(a, inputs):
+        xs = tensor(a.type, inputs, 8 if decoder else 4, 2 if decoder else 1)[:2 if decoder else 1]
+        n = a.int("num_layers", hi=MAX_COUNT)
+        r = nested(a, name, xs)
+        if r.output != xs[0]:
+            raise ShapeError(f"{a.type}: its {name} maps {format_shape(xs[0])} to "
+                             f"{format_shape(r.output)}; a stack needs the shape kept",
+                             arg=name)
+        params = {f"layers.{i}.{k}": v for i in range(n) for k, v in r.param_shapes.items()}
+        if a["norm"] is not None:
+            params.update({"norm." + k: v for k, v in
+                           nested(a, "norm", [r.output]).param_shapes.items()})
+        return r.output, params
+
+
+for _decoder in (False, True):
+    _transformer_layer(_decoder)
+    _stack(_decoder)
+
+
+@rule("Transformer", inferred=("d_model",), d_model=R, nhead=8, num_encoder_layers=6,
+      num_decoder_layers=6, custom_encoder=None, custom_decoder=None,
+      **{k: v for k, v in _LAYER.items() if k not in ("d_model", "nhead")})
+def _transformer(a, inputs):
+    # src (S, N, E), tgt (T, N, E) -> (T, N, E); d_model is inferred when omitted
+    src, tgt = tensor(a.type, inputs, 11, 2)[:2]
+    batched = rank(a.type, src, 2, 3, what=" src") == 3
+    rank(a.type, tgt, len(src), what=" tgt")
+    d = a.check_size("d_model", src[-1], "features", src)
+    if isinstance(tgt[-1], str) or known(tgt[-1]) and tgt[-1] != d:
+        raise ShapeError(f"Transformer: tgt {format_shape(tgt)} has {tgt[-1]} features but "
+                         f"src {format_shape(src)} has {d}", arg="d_model")
+    if batched:
+        b = 0 if a["batch_first"] else 1
+        _agree(a.type, ("src", "tgt"), src, tgt, b, "batch size")
+    layer = {k: a[k] for k in _LAYER if k in a.out or k in ("d_model", "nhead")}
+    params = {}
+    for part, x, ins in (("encoder", src, [src]), ("decoder", tgt, [tgt, src])):
+        if a["custom_" + part] is not None:
+            r = nested(a, "custom_" + part, ins)
+        else:
+            spec = {"type": f"Transformer{part.title()}", "num_layers": a[f"num_{part}_layers"],
+                    f"{part}_layer": {"type": f"Transformer{part.title()}Layer", **layer},
+                    "norm": {"type": "LayerNorm", "eps": a["layer_norm_eps"], "bias": a["bias"]}}
+            r = infer(spec["type"], {k: v for k, v in spec.items() if k != "type"}, ins)
+        params.update({f"{part}.{k}": v for k, v in r.param_shapes.items()})
+    return tgt, params

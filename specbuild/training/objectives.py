@@ -1,0 +1,151 @@
+"""What a run optimises: the losses, the nodes they read, their targets.
+
+A spec's `train.loss` (one loss or a list) becomes Objectives: an instantiated
+torch.nn loss, the node it reads (`on:`, default the model's output), the data
+target it compares with (`target:`, default by kind: `label` for classifiers,
+the input itself for reconstruction), its weight, and its kind, which decides
+the metrics it reports and how its output turns into class probabilities.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .. import registry
+from ..errors import SpecError, did_you_mean
+from ..resolve import resolve_target
+
+CLASSIFICATION_LOSSES = {"CrossEntropyLoss", "NLLLoss", "MultiMarginLoss"}
+BINARY_LOSSES = {"BCELoss", "BCEWithLogitsLoss"}
+INPUT_TARGET = "input"      # `target: input` compares with the model's (first) input
+PROBABILITY_TYPES = {"softmax", "Softmax", "sigmoid", "Sigmoid"}   # not log_softmax: log-probabilities
+
+
+def outputs_probabilities(node) -> bool:
+    """Whether a graph node's output is already a probability (its loss should not apply one again)."""
+    return node is not None and node.type in PROBABILITY_TYPES
+
+
+def probability_nodes(objectives: list, graph) -> set:
+    """The nodes read by the objectives that already output probabilities."""
+    return {o.on for o in objectives if outputs_probabilities(graph.nodes.get(o.on))}
+
+
+@dataclass
+class Objective:
+    name: str               # how metrics are prefixed when there are several: the node name
+    loss: torch.nn.Module
+    type: str
+    on: str
+    target: str
+    weight: float
+    kind: str               # "classification", "binary", "regression" or "reconstruction"
+
+    def probabilities(self, output: torch.Tensor, output_is_probability: bool) -> torch.Tensor | None:
+        """Class probabilities for ROC-AUC, from what the loss reads."""
+        if self.kind == "classification":
+            if output_is_probability:
+                return output
+            return output.exp() if self.type == "NLLLoss" else torch.softmax(output, dim=1)
+        if self.kind == "binary":
+            return output if self.type == "BCELoss" else torch.sigmoid(output)
+        return None
+
+    def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.loss(output, fit_target(output, target, self.kind))
+
+
+def fit_target(output: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """The target in the form the loss wants: class ids for classifiers, else the output's shape."""
+    if kind == "classification":
+        return target.reshape(-1).long() if target.dim() > 1 and target.shape[-1] == 1 else target.long()
+    target = target.to(output.dtype)
+    if target.shape != output.shape and target.numel() == output.numel():
+        target = target.reshape(output.shape)   # [N] vs [N, 1]; images [N, 1, 28, 28] vs [N, 784]
+    return target
+
+
+def build_objectives(train: dict, graph, data_info: dict, task: str | None) -> list[Objective]:
+    raw = train.get("loss")
+    if raw is None:
+        raw = _default_loss(task, data_info)
+    entries = raw if isinstance(raw, list) else [raw]
+    outputs = graph.output_names()
+    objectives = []
+    targets = data_info.get("targets") or {}
+    for i, entry in enumerate(entries):
+        type_name = entry["type"]
+        on = entry.get("on")
+        if on is None:
+            if len(outputs) != 1:
+                raise SpecError(f"the model has {len(outputs)} outputs, so {type_name} needs `on:`",
+                                path=f"train.loss[{i}]" if len(entries) > 1 else "train.loss",
+                                hint="name the node it reads: " + ", ".join(outputs))
+            on = outputs[0]
+        kind = _kind(type_name, entry.get("target"), task)
+        target = entry.get("target") or _default_target(kind, targets)
+        if target != INPUT_TARGET and targets and target not in targets:
+            raise SpecError(f"the data has no target {target!r}", path="train.loss",
+                            hint=did_you_mean(target, targets) or "its targets: " + ", ".join(targets)
+                            + ", or `input` for reconstruction")
+        args = {k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.items()
+                if k not in ("type", "on", "target", "weight")}
+        loss = resolve_target(registry.CATALOG["losses"][type_name]["target"])(**args)
+        objectives.append(Objective(on, loss, type_name, on, target, float(entry.get("weight", 1.0)), kind))
+    return objectives
+
+
+def _default_loss(task, data_info) -> dict:
+    if task in ("regression", "reconstruction") or data_info.get("task_hint") == "regression":
+        return {"type": "MSELoss"}
+    return {"type": "CrossEntropyLoss"}
+
+
+def _kind(type_name: str, target, task) -> str:
+    if target == INPUT_TARGET or task == "reconstruction":
+        return "reconstruction"
+    if type_name in CLASSIFICATION_LOSSES:
+        return "classification"
+    if type_name in BINARY_LOSSES:
+        return "binary"
+    return "regression"
+
+
+def _default_target(kind: str, targets: dict) -> str:
+    if kind == "reconstruction":
+        return INPUT_TARGET
+    if len(targets) == 1:
+        return next(iter(targets))
+    preferred = ("label",) if kind in ("classification", "binary") else ("y", "target")
+    for name in preferred:
+        if name in targets:
+            return name
+    return next(iter(targets), "label")
+
+
+def infer_task(train: dict, objectives: list[Objective]) -> str:
+    if train.get("task"):
+        return train["task"]
+    if len(objectives) > 1:
+        return "multi_output"
+    return {"binary": "classification"}.get(objectives[0].kind, objectives[0].kind)
+
+
+def check_labels(objectives: list[Objective], shapes: dict, bundle) -> None:
+    """Class labels must index the scores the loss reads; else CrossEntropyLoss fails mid-epoch."""
+    from ..data.load import DataError
+    for o in objectives:
+        if o.kind != "classification" or o.target not in bundle.train.targets:
+            continue
+        output = shapes[o.on].output
+        classes = output[1] if isinstance(output, tuple) and len(output) > 1 and isinstance(output[1], int) else None
+        labels = [t for t in (bundle.train.targets[o.target], bundle.test.targets[o.target]) if t.numel()]
+        if classes is None or not labels:
+            continue
+        top = max(int(t.max()) for t in labels)
+        low = min(int(t.min()) for t in labels)
+        if top >= classes or low < 0:
+            raise DataError(f"the data's {o.target!r} labels run from {low} to {top}, but {o.on!r} gives "
+                            f"{classes} class scores (labels 0 to {classes - 1})",
+                            hint=f"give {o.on!r} {top + 1} outputs, or use data whose labels fit")
