@@ -26,6 +26,25 @@ METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "roc_auc", "mse", "mae"
 FILLED_BY_TRAINER = {"CosineAnnealingLR": ("T_max",)}
 
 
+# How compile turns each kind of call into torch: the `call` of a LayerType.  compiler.compile
+# has one emitter or builder per kind (a test keeps the two in step).  A tensor function becomes
+# a node of the generated forward:
+CALLS = {
+    "function": "target(*inputs, **args)",
+    "method": "inputs[0].method(*args[operand], **other args): view",
+    "index": "inputs[0][args[operand]], read as `parse` says: item, slice",
+    "list": "target([*inputs], **args): cat, stack",
+    "variadic": "target folded pairwise over the inputs, a + b + c: add, mul",
+    # ... a module type becomes a submodule the node owns:
+    "module": "target(**args), a torch.nn layer",
+    "wrapper": "target(built args[operand], **other args), around an inner layer: weight_norm",
+    "sequential": "target(*built args[operand]): Sequential",
+    "user": "factory(**args), a type registered with register_layer",
+}
+# How the `index` operand is read: "index" is a subscript written as text, "[:, -1, :]".
+PARSES = ("index",)
+
+
 @dataclass(frozen=True)
 class LayerType:
     name: str
@@ -36,6 +55,14 @@ class LayerType:
     doc: str = ""
     factory: Callable | None = field(default=None, compare=False)   # user types only
     shape_rule: Callable | None = field(default=None, compare=False)  # user types only
+    call: str = "module"      # how compile calls it: a key of CALLS
+    operand: str | None = None  # the argument passed by position, not keyword (view's shape, item's index)
+    parse: str | None = None    # how the operand's text is read (one of PARSES); None: as it is
+    explicit: tuple = ()      # arguments passed at their default when the spec leaves them out
+
+    def __post_init__(self):
+        if self.call not in CALLS or self.parse not in (None, *PARSES):
+            raise ValueError(f"{self.name}: unknown call {self.call!r} or parse {self.parse!r}")
 
     @property
     def makes_module(self) -> bool:
@@ -56,8 +83,9 @@ DIM = {"type": "integer"}
 DIMS = {"anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}, {"type": "null"}]}
 NESTED = {"$ref": "#/$defs/nested_layer"}
 
-# name -> (target, args, (least, most inputs), doc).  Defaults are torch's, except
-# flatten's start_dim=1, which keeps the batch as nn.Flatten does.
+# name -> (target, args) or (target, args, {further LayerType fields}): how it is called
+# (a plain target(*inputs, **args) when not said), its (least, most) inputs.  Defaults are
+# torch's, except flatten's start_dim=1, which keeps the batch as nn.Flatten does.
 _ELEMENTWISE = {
     "relu": ("torch.relu", {}), "sigmoid": ("torch.sigmoid", {}), "tanh": ("torch.tanh", {}),
     "exp": ("torch.exp", {}), "log": ("torch.log", {}), "abs": ("torch.abs", {}),
@@ -72,9 +100,11 @@ _ELEMENTWISE = {
                               "max": _arg({"type": ["number", "null"]}, None)}),
 }
 _SHAPE_OPS = {
-    "flatten": ("torch.flatten", {"start_dim": _arg(DIM, 1), "end_dim": _arg(DIM, -1)}),
+    "flatten": ("torch.flatten", {"start_dim": _arg(DIM, 1), "end_dim": _arg(DIM, -1)},
+                {"explicit": ("start_dim",)}),
     "reshape": ("torch.reshape", {"shape": _arg({"type": "array", "items": INT})}),
-    "view": ("torch.Tensor.view", {"shape": _arg({"type": "array", "items": INT})}),
+    "view": ("torch.Tensor.view", {"shape": _arg({"type": "array", "items": INT})},
+             {"call": "method", "operand": "shape"}),
     "permute": ("torch.permute", {"dims": _arg({"type": "array", "items": INT})}),
     "transpose": ("torch.transpose", {"dim0": _arg(DIM), "dim1": _arg(DIM)}),
     "unsqueeze": ("torch.unsqueeze", {"dim": _arg(DIM)}),
@@ -84,25 +114,31 @@ _SHAPE_OPS = {
     "amax": ("torch.amax", {"dim": _arg(DIMS, None), "keepdim": _arg({"type": "boolean"}, False)}),
     "amin": ("torch.amin", {"dim": _arg(DIMS, None), "keepdim": _arg({"type": "boolean"}, False)}),
     "chunk": ("torch.chunk", {"chunks": _arg(INT), "dim": _arg(DIM, 0)}),
-    "item": ("operator.getitem", {"index": _arg(INT)}),
-    "slice": ("operator.getitem", {"at": _arg({"type": "string", "pattern": r"^\s*\[.*\]\s*$"})}),
+    "item": ("operator.getitem", {"index": _arg(INT)}, {"call": "index", "operand": "index"}),
+    "slice": ("operator.getitem", {"at": _arg({"type": "string", "pattern": r"^\s*\[.*\]\s*$"})},
+              {"call": "index", "operand": "at", "parse": "index"}),
 }
+_JOIN = {"inputs": (2, 64), "call": "list", "explicit": ("dim",)}
+_FOLD = {"inputs": (2, 64), "call": "variadic"}
 _MERGE_OPS = {
-    "cat": ("torch.cat", {"dim": _arg(DIM, 0)}, (2, 64)),
-    "stack": ("torch.stack", {"dim": _arg(DIM, 0)}, (2, 64)),
-    "add": ("operator.add", {}, (2, 64)),
-    "mul": ("operator.mul", {}, (2, 64)),
-    "sub": ("operator.sub", {}, (2, 2)),
-    "div": ("operator.truediv", {}, (2, 2)),
-    "matmul": ("torch.matmul", {}, (2, 2)),
+    "cat": ("torch.cat", {"dim": _arg(DIM, 0)}, _JOIN),
+    "stack": ("torch.stack", {"dim": _arg(DIM, 0)}, _JOIN),
+    "add": ("operator.add", {}, _FOLD),
+    "mul": ("operator.mul", {}, _FOLD),
+    "sub": ("operator.sub", {}, {"inputs": (2, 2)}),
+    "div": ("operator.truediv", {}, {"inputs": (2, 2)}),
+    "matmul": ("torch.matmul", {}, {"inputs": (2, 2)}),
 }
+_AROUND = {"call": "wrapper", "operand": "module"}
 _WRAPPERS = {
-    "Sequential": ("torch.nn.Sequential", {"layers": _arg({"type": "array", "items": NESTED, "minItems": 1})}),
+    "Sequential": ("torch.nn.Sequential", {"layers": _arg({"type": "array", "items": NESTED, "minItems": 1})},
+                   {"call": "sequential", "operand": "layers"}),
     "weight_norm": ("torch.nn.utils.weight_norm", {
-        "module": _arg(NESTED), "name": _arg({"type": "string"}, "weight"), "dim": _arg(DIM, 0)}),
+        "module": _arg(NESTED), "name": _arg({"type": "string"}, "weight"), "dim": _arg(DIM, 0)}, _AROUND),
     "spectral_norm": ("torch.nn.utils.spectral_norm", {
         "module": _arg(NESTED), "name": _arg({"type": "string"}, "weight"),
-        "n_power_iterations": _arg(INT, 1), "eps": _arg(NUM, 1e-12), "dim": _arg({"type": ["integer", "null"]}, None)}),
+        "n_power_iterations": _arg(INT, 1), "eps": _arg(NUM, 1e-12), "dim": _arg({"type": ["integer", "null"]}, None)},
+        _AROUND),
 }
 
 
@@ -110,13 +146,11 @@ def _builtin_types() -> dict[str, LayerType]:
     table: dict[str, LayerType] = {}
     for name, entry in CATALOG["layers"].items():
         table[name] = LayerType(name, "module", entry["target"], entry["args"], tuple(entry["inputs"]))
-    for group in (_ELEMENTWISE, _SHAPE_OPS):
-        for name, (target, args) in group.items():
-            table[name] = LayerType(name, "function", target, args, (1, 1))
-    for name, (target, args, inputs) in _MERGE_OPS.items():
-        table[name] = LayerType(name, "function", target, args, inputs)
-    for name, (target, args) in _WRAPPERS.items():
-        table[name] = LayerType(name, "wrapper", target, args, (1, 1))
+    for kind, group in (("function", _ELEMENTWISE), ("function", _SHAPE_OPS), ("function", _MERGE_OPS),
+                        ("wrapper", _WRAPPERS)):
+        for name, (target, args, *how) in group.items():
+            fields = {"call": kind, **(how[0] if how else {})}
+            table[name] = LayerType(name, kind, target, args, **fields)
     return table
 
 
@@ -158,7 +192,7 @@ def register_layer(name: str, factory: Callable, *, args: dict | None = None,
               else {"schema": dict(schema or {}), "required": False})
         for arg, schema in args.items()}
     entry = LayerType(name, "user", getattr(factory, "__qualname__", repr(factory)), described,
-                      tuple(inputs), doc, factory, shape)
+                      tuple(inputs), doc, factory, shape, call="user")
     _USER_TYPES[name] = entry
     return entry
 

@@ -5,11 +5,13 @@ node (so `state_dict` keys match the hand-written module: `fc1.weight`), each
 tensor function a direct call, and the forward is generated Python that costs
 what a hand-written forward costs.  Blocks become child GraphModules, `repeat:`
 an nn.Sequential of fresh copies, `share:` a second call of the same submodule.
+How a type becomes torch is the registry's `call` (like an fx node's opcode): one
+emitter per call kind for tensor functions, one builder per kind for modules,
+and no case on a type's name here.
 """
 from __future__ import annotations
 
 import dataclasses
-import operator
 import re
 import warnings
 
@@ -25,7 +27,6 @@ from ..shapes.index import parse_index
 from ..spec.validate import Checked, check
 
 DEFAULT_MAX_PARAMS = 2_000_000_000
-_VARIADIC = {"operator.add", "operator.mul"}      # folded pairwise: a + b + c
 
 
 def build_model(spec, *, network: str | None = None, overrides: dict | None = None,
@@ -98,7 +99,7 @@ def _compile_graph(graph: Graph, shapes: dict, checked: Checked, class_name: str
         shape = shapes[name]
         entry = registry.lookup(node.type)
         if entry is not None and not entry.makes_module:
-            env[name] = _call_function(fx_graph, entry, node, shape.args, args)
+            env[name] = _EMITTERS[entry.call](fx_graph, entry, name, shape.args, args)
             continue
         root.add_module(name, _module_for(node, shape, checked))
         env[name] = fx_graph.create_node("call_module", name, tuple(args), name=name)
@@ -141,18 +142,7 @@ def _one_module(type_name: str, shape, checked: Checked, node: Node) -> nn.Modul
 def instantiate(type_name: str, args: dict) -> nn.Module:
     """Build a registered layer from its (shape-filled) arguments, nested layers included."""
     entry = registry.lookup(type_name)
-    built = {key: _built(value) for key, value in args.items()}
-    if entry.kind == "user":
-        return entry.factory(**built)
-    factory = resolve_target(entry.target)
-    if type_name == "Sequential":
-        return factory(*built["layers"])
-    if entry.kind == "wrapper":
-        inner = built.pop("module")
-        with warnings.catch_warnings():   # the spec asks for this layout (weight_g, weight_v) on purpose
-            warnings.filterwarnings("ignore", message=".*weight_norm.*deprecated", category=FutureWarning)
-            return factory(inner, **built)
-    return factory(**built)
+    return _BUILDERS[entry.call](entry, {key: _built(value) for key, value in args.items()})
 
 
 def _built(value):
@@ -169,26 +159,76 @@ def _tuple_lists(value):
     return tuple(value) if isinstance(value, list) else value
 
 
-def _call_function(fx_graph: fx.Graph, entry, node: Node, args: dict, inputs: list) -> fx.Node:
-    target = entry.target
-    name = node.name
-    if target in _VARIADIC:
-        fn = resolve_target(target)
-        out = inputs[0]
-        for i, other in enumerate(inputs[1:]):
-            last = i == len(inputs) - 2
-            out = fx_graph.create_node("call_function", fn, (out, other), name=name if last else f"{name}_{i}")
-        return out
-    if node.type in ("cat", "stack"):
-        return fx_graph.create_node("call_function", resolve_target(target), (list(inputs),),
-                                    {"dim": args.get("dim", 0)}, name=name)
-    if node.type == "item":
-        return fx_graph.create_node("call_function", operator.getitem, (inputs[0], args["index"]), name=name)
-    if node.type == "slice":
-        return fx_graph.create_node("call_function", operator.getitem, (inputs[0], parse_index(args["at"])), name=name)
-    if node.type == "view":
-        return fx_graph.create_node("call_method", "view", (inputs[0], *args["shape"]), name=name)
-    kwargs = {key: _tuple_lists(value) for key, value in args.items() if value is not None}
-    if node.type == "flatten":
-        kwargs.setdefault("start_dim", 1)   # keeps the batch, as nn.Flatten does
-    return fx_graph.create_node("call_function", resolve_target(target), tuple(inputs), kwargs, name=name)
+# --- modules: builder(entry, built args) -> nn.Module, one per module call kind ----------------
+
+def _module(entry, built: dict) -> nn.Module:
+    return resolve_target(entry.target)(**built)
+
+
+def _user(entry, built: dict) -> nn.Module:
+    return entry.factory(**built)
+
+
+def _sequential(entry, built: dict) -> nn.Module:
+    return resolve_target(entry.target)(*built.pop(entry.operand), **built)
+
+
+def _wrapper(entry, built: dict) -> nn.Module:
+    inner = built.pop(entry.operand)
+    with warnings.catch_warnings():   # the spec asks for this layout (weight_g, weight_v) on purpose
+        warnings.filterwarnings("ignore", message=".*weight_norm.*deprecated", category=FutureWarning)
+        return resolve_target(entry.target)(inner, **built)
+
+
+_BUILDERS = {"module": _module, "user": _user, "sequential": _sequential, "wrapper": _wrapper}
+
+
+# --- tensor functions: emitter(fx graph, entry, name, args, inputs) -> fx.Node, one per call kind --
+
+def _kwargs(entry, args: dict) -> dict:
+    """The keyword arguments: lists as tuples, None left out, and the entry's `explicit` ones
+    at their default when the spec leaves them out (flatten's start_dim=1, not torch's 0)."""
+    kwargs = {key: _tuple_lists(value) for key, value in args.items()
+              if value is not None and key != entry.operand}
+    for key in entry.explicit:
+        kwargs.setdefault(key, entry.args[key]["default"])
+    return kwargs
+
+
+def _function(fx_graph: fx.Graph, entry, name: str, args: dict, inputs: list) -> fx.Node:
+    return fx_graph.create_node("call_function", resolve_target(entry.target), tuple(inputs),
+                                _kwargs(entry, args), name=name)
+
+
+def _method(fx_graph: fx.Graph, entry, name: str, args: dict, inputs: list) -> fx.Node:
+    method = entry.target.rsplit(".", 1)[1]          # "torch.Tensor.view" -> x.view(...)
+    return fx_graph.create_node("call_method", method, (inputs[0], *args[entry.operand]),
+                                _kwargs(entry, args), name=name)
+
+
+_PARSERS = {"index": parse_index}                    # registry.PARSES: "[:, -1]" -> a subscript
+
+
+def _index(fx_graph: fx.Graph, entry, name: str, args: dict, inputs: list) -> fx.Node:
+    index = args[entry.operand]
+    if entry.parse is not None:
+        index = _PARSERS[entry.parse](index)
+    return fx_graph.create_node("call_function", resolve_target(entry.target), (inputs[0], index), name=name)
+
+
+def _list(fx_graph: fx.Graph, entry, name: str, args: dict, inputs: list) -> fx.Node:
+    return fx_graph.create_node("call_function", resolve_target(entry.target), (list(inputs),),
+                                _kwargs(entry, args), name=name)
+
+
+def _variadic(fx_graph: fx.Graph, entry, name: str, args: dict, inputs: list) -> fx.Node:
+    """Folded pairwise, a + b + c; the last call carries the node's name."""
+    fn = resolve_target(entry.target)
+    out = inputs[0]
+    for i, other in enumerate(inputs[1:]):
+        last = i == len(inputs) - 2
+        out = fx_graph.create_node("call_function", fn, (out, other), name=name if last else f"{name}_{i}")
+    return out
+
+
+_EMITTERS = {"function": _function, "method": _method, "index": _index, "list": _list, "variadic": _variadic}
