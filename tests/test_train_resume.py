@@ -105,8 +105,8 @@ def test_resume_gives_exactly_the_weights_of_an_unbroken_run(case, tmp_path, cap
 def test_dropout_parity_depends_on_restoring_the_rng(tmp_path, capsys, monkeypatch):
     """Control: with the RNG restore switched off, the resumed dropout run differs, so the
     parity above really checks it."""
-    import specbuild.training.trainer as trainer
-    monkeypatch.setattr(trainer, "set_rng_state", lambda state: None)
+    import specbuild.training.session as session
+    monkeypatch.setattr(session, "set_rng_state", lambda state: None)
     full, resumed = parity_runs(tmp_path, capsys, "specs/dropout.yaml", [], True)
     assert not same_state(full["model"], resumed["model"])
 

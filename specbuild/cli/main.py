@@ -11,12 +11,13 @@ import os
 import sys
 
 from ..errors import SpecError
+from ..spec.variables import parse_overrides
 
 
 def _validate(args) -> int:
     from ..spec.validate import validate
     failed = 0
-    overrides = _overrides(args.set)
+    overrides = parse_overrides(args.set)
     for path in args.files:
         try:
             warnings = validate(path, overrides=overrides)
@@ -32,27 +33,15 @@ def _validate(args) -> int:
     return 1 if failed else 0
 
 
-def _overrides(assignments) -> dict:
-    from ..spec.variables import parse_assignment
-    out = {}
-    for text in assignments or []:
-        try:
-            key, value = parse_assignment(text)
-        except ValueError as error:
-            raise SpecError(str(error), hint="write --set name=value, e.g. --set hidden=64") from None
-        out[key] = value
-    return out
-
-
 def _summary(args) -> int:
     from ..compiler.summary import render, summary
-    print(render(summary(args.spec, network=args.network, overrides=_overrides(args.set))), end="")
+    print(render(summary(args.spec, network=args.network, overrides=parse_overrides(args.set))), end="")
     return 0
 
 
 def _graph(args) -> int:
     from ..compiler.render import spec_graph, to_dot, to_mermaid, to_png
-    drawing = spec_graph(args.spec, overrides=_overrides(args.set))
+    drawing = spec_graph(args.spec, overrides=parse_overrides(args.set))
     if args.format == "png":
         out = args.out or os.path.splitext(os.path.basename(args.spec))[0] + ".png"
         to_png(drawing, out, title=os.path.basename(args.spec))

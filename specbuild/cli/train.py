@@ -46,13 +46,13 @@ def add_train_commands(sub) -> None:
 
 
 def _train(args) -> int:
-    from .main import _overrides
+    from ..spec.variables import parse_overrides
     from ..errors import SpecError
     from ..training.trainer import TrainingStopped, train
     if args.spec is None and args.resume is None:
         raise SpecError("train needs a spec, or --resume with a checkpoint or run folder",
                         hint="e.g. specbuild train specs/cnn.yaml, or specbuild train --resume runs/cnn-...")
-    overrides = _overrides(args.set)
+    overrides = parse_overrides(args.set)
     try:
         run = train(args.spec, data=args.data, data_root=args.data_root, epochs=args.epochs,
                     batch_size=args.batch_size, lr=args.lr, overrides=overrides, device=args.device,
@@ -69,7 +69,7 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from ..training.predict import evaluate
+    from ..training.evaluate import evaluate
     metrics = evaluate(args.checkpoint, data=args.data, data_root=args.data_root, limit=args.limit,
                        device=args.device, download=not args.no_download)
     if args.json:

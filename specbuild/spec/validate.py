@@ -16,6 +16,7 @@ from ..errors import Problem, SpecError, did_you_mean
 from .graph import SpecGraphs, ancestors_of_outputs, build_graphs, default_name
 from .loader import Spec, load_spec
 from .schema import build_schema
+from .train_config import TrainConfig, parse_train
 from .variables import apply_overrides, substitute
 
 
@@ -27,6 +28,7 @@ class Checked:
     shapes: dict = field(default_factory=dict)     # network -> {node: Inferred}, filled by shape inference
     warnings: list[Problem] = field(default_factory=list)
     expanded_nodes: int = 0         # layers shape inference visited, blocks expanded
+    train: TrainConfig = field(default_factory=TrainConfig)    # the typed `train:` section
 
 
 def validate(spec, *, overrides: dict | None = None, shapes: bool = True) -> list[Problem]:
@@ -292,7 +294,7 @@ def semantic_problems(checked: Checked) -> list[Problem]:
             if node.name not in needed:
                 problems.append(spec.problem("layer is not used by any output", node.path, node=node.name,
                                              hint="wire it with `in:` or list it in `outputs:`", severity="warning"))
-    problems += _train_problems(data.get("train"), graphs, spec)
+    checked.train = parse_train(data.get("train"), graphs, spec, problems)
     return problems
 
 
@@ -327,24 +329,4 @@ def _nested_problems(args: dict, path: tuple, name, spec) -> list[Problem]:
                 problems.append(spec.problem(f"unknown layer type {value['type']!r}", path + (key, "type"), node=name,
                                              hint=did_you_mean(value["type"], registry.layer_types())))
             problems += _nested_problems({k: v for k, v in value.items() if k != "type"}, path + (key,), name, spec)
-    return problems
-
-
-def _train_problems(train, graphs: SpecGraphs, spec) -> list[Problem]:
-    if not isinstance(train, dict):
-        return []
-    problems = []
-    every_node = {n for g in graphs.networks.values() for n in list(g.nodes) + list(g.inputs)}
-    losses = train.get("loss")
-    losses = losses if isinstance(losses, list) else [losses] if isinstance(losses, dict) else []
-    for i, loss in enumerate(losses):
-        on = loss.get("on")
-        path = ("train", "loss") + ((i,) if isinstance(train.get("loss"), list) else ())
-        if on is not None and on not in every_node:
-            problems.append(spec.problem(f"loss `on:` names {on!r}, which is no layer", path + ("on",),
-                                         hint=did_you_mean(on, every_node) or "name the layer whose output the loss reads"))
-    for role in ("generator", "discriminator"):
-        if role in train and train[role] not in graphs.networks:
-            problems.append(spec.problem(f"train.{role} names {train[role]!r}, which is no network", ("train", role),
-                                         hint=did_you_mean(train[role], graphs.networks)))
     return problems

@@ -36,6 +36,18 @@ def parse_assignment(text: str) -> tuple[str, object]:
     return key, value
 
 
+def parse_overrides(assignments) -> dict:
+    """Every `--set key=value` of a command line, as the overrides `check` applies."""
+    out = {}
+    for text in assignments or []:
+        try:
+            key, value = parse_assignment(text)
+        except ValueError as error:
+            raise SpecError(str(error), hint="write --set name=value, e.g. --set hidden=64") from None
+        out[key] = value
+    return out
+
+
 def apply_overrides(data: dict, overrides: dict) -> dict:
     """A copy of `data` with overrides applied: plain names go into params, dotted keys anywhere."""
     data = copy.deepcopy(data)

@@ -14,7 +14,10 @@ import torch
 
 from .. import registry
 from ..errors import SpecError, did_you_mean
+from ..data.tensors import DataError
 from ..resolve import resolve_target
+from ..spec.loader import format_path
+from ..spec.train_config import LossConfig
 
 CLASSIFICATION_LOSSES = {"CrossEntropyLoss", "NLLLoss", "MultiMarginLoss"}
 BINARY_LOSSES = {"BCELoss", "BCEWithLogitsLoss"}
@@ -66,40 +69,55 @@ def fit_target(output: torch.Tensor, target: torch.Tensor, kind: str) -> torch.T
     return target
 
 
-def build_objectives(train: dict, graph, data_info: dict, task: str | None) -> list[Objective]:
-    raw = train.get("loss")
-    if raw is None:
-        raw = _default_loss(task, data_info)
-    entries = raw if isinstance(raw, list) else [raw]
+def build_objectives(config, graph, data_info: dict) -> list[Objective]:
+    """The objectives of a run's TrainConfig, for the network `graph`, given the data set's info."""
+    losses = config.losses or (_default_loss(config.task, data_info),)
     outputs = graph.output_names()
-    objectives = []
     targets = data_info.get("targets") or {}
-    for i, entry in enumerate(entries):
-        type_name = entry["type"]
-        on = entry.get("on")
+    objectives = []
+    for entry in losses:
+        on = entry.on
         if on is None:
             if len(outputs) != 1:
-                raise SpecError(f"the model has {len(outputs)} outputs, so {type_name} needs `on:`",
-                                path=f"train.loss[{i}]" if len(entries) > 1 else "train.loss",
-                                hint="name the node it reads: " + ", ".join(outputs))
+                raise SpecError(f"the model has {len(outputs)} outputs, so {entry.type} needs `on:`",
+                                path=format_path(entry.path), hint="name the node it reads: " + ", ".join(outputs))
             on = outputs[0]
-        kind = _kind(type_name, entry.get("target"), task)
-        target = entry.get("target") or _default_target(kind, targets)
+        kind = _kind(entry.type, entry.target, config.task)
+        target = entry.target or _default_target(kind, targets)
         if target != INPUT_TARGET and targets and target not in targets:
             raise SpecError(f"the data has no target {target!r}", path="train.loss",
                             hint=did_you_mean(target, targets) or "its targets: " + ", ".join(targets)
                             + ", or `input` for reconstruction")
-        args = {k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.items()
-                if k not in ("type", "on", "target", "weight")}
-        loss = resolve_target(registry.CATALOG["losses"][type_name]["target"])(**args)
-        objectives.append(Objective(on, loss, type_name, on, target, float(entry.get("weight", 1.0)), kind))
+        objectives.append(make_objective(entry, on, target, kind))
     return objectives
 
 
-def _default_loss(task, data_info) -> dict:
+def make_objective(entry: LossConfig, on: str, target: str, kind: str) -> Objective:
+    """An Objective for one loss entry: its torch loss built with the entry's own arguments."""
+    args = {k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.args.items()}
+    loss = resolve_target(registry.CATALOG["losses"][entry.type]["target"])(**args)
+    return Objective(on, loss, entry.type, on, target, entry.weight, kind)
+
+
+def target_of(objective: Objective, inputs: list, targets: dict) -> torch.Tensor:
+    """What an objective compares with: a data target, or the model's first input (reconstruction)."""
+    return inputs[0] if objective.target == INPUT_TARGET else targets[objective.target]
+
+
+def objective_loss(objectives: list[Objective], outputs: dict, inputs: list, targets: dict) -> torch.Tensor:
+    """The weighted sum of the objectives' losses for one batch: what training minimises and
+    evaluation reports.  `outputs` maps each objective's node to its output."""
+    total = None
+    for o in objectives:
+        term = o(outputs[o.on], target_of(o, inputs, targets)) * o.weight
+        total = term if total is None else total + term
+    return total
+
+
+def _default_loss(task, data_info) -> LossConfig:
     if task in ("regression", "reconstruction") or data_info.get("task_hint") == "regression":
-        return {"type": "MSELoss"}
-    return {"type": "CrossEntropyLoss"}
+        return LossConfig("MSELoss")
+    return LossConfig("CrossEntropyLoss")
 
 
 def _kind(type_name: str, target, task) -> str:
@@ -124,9 +142,9 @@ def _default_target(kind: str, targets: dict) -> str:
     return next(iter(targets), "label")
 
 
-def infer_task(train: dict, objectives: list[Objective]) -> str:
-    if train.get("task"):
-        return train["task"]
+def infer_task(config, objectives: list[Objective]) -> str:
+    if config.task:
+        return config.task
     if len(objectives) > 1:
         return "multi_output"
     return {"binary": "classification"}.get(objectives[0].kind, objectives[0].kind)
@@ -134,7 +152,6 @@ def infer_task(train: dict, objectives: list[Objective]) -> str:
 
 def check_labels(objectives: list[Objective], shapes: dict, bundle) -> None:
     """Class labels must index the scores the loss reads; else CrossEntropyLoss fails mid-epoch."""
-    from ..data.load import DataError
     for o in objectives:
         if o.kind != "classification" or o.target not in bundle.train.targets:
             continue

@@ -1,4 +1,4 @@
-"""`specbuild evaluate` and `specbuild predict`: use a checkpoint.
+"""`specbuild predict`: a checkpoint's predictions for files.
 
 A checkpoint holds the spec and the weights, so the model is rebuilt from the
 spec and the weights loaded (never unpickled).  `predict` reads arrays from
@@ -15,50 +15,19 @@ import os
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint
 from ..compiler.compile import build_model
-from ..data.load import DataError, load_data
-from .metrics import resolve_metrics
-from .objectives import build_objectives, outputs_probabilities, probability_nodes
-from .trainer import _default_metrics, data_config, evaluate_model, loss_model, pick_device, model_inputs
-from ..spec.validate import check
+from ..data.tensors import DataError
+from .evaluate import load_predictor
+from .objectives import outputs_probabilities
+from .session import pick_device
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
-
-def _load(checkpoint: str):
-    """(state, checked spec, network name) of a checkpoint of a model that predicts."""
-    state = load_checkpoint(checkpoint)
-    if state.get("task") == "gan":
-        raise DataError("this is a GAN checkpoint: it generates samples rather than predicting",
-                        hint="its sample grids are in the run folder's samples/", path="predict")
-    checked = check(state["spec"])
-    return state, checked, state.get("network") or next(iter(checked.graphs.networks))
-
-
-def evaluate(checkpoint: str, *, data=None, data_root=None, limit=None, device="auto", download=True) -> dict:
-    """Loss and metrics of a checkpoint on its data set's held-out part (or on `data`)."""
-    device = pick_device(device)
-    state, checked, network = _load(checkpoint)
-    train_cfg = checked.data.get("train") or {}
-    graph = checked.graphs.networks[network]
-    cfg, _, _ = data_config(train_cfg)
-    if data is not None:
-        cfg["dataset"] = data
-    bundle = load_data(cfg, model_inputs(checked, network), root=data_root, download=download, limit=limit)
-    objectives = build_objectives(train_cfg, graph, bundle.info, train_cfg.get("task"))
-    metric_names = resolve_metrics(train_cfg.get("metrics") or _default_metrics(objectives))
-    model = loss_model(checked, network, objectives)
-    model.load_state_dict(state["model"])
-    model.to(device)
-    row = evaluate_model(model, bundle.test.to(device), objectives, metric_names, probability_nodes(objectives, graph))
-    return {"data": bundle.info.get("name"), "samples": len(bundle.test), "epoch": state.get("epoch"), **row}
 
 
 def predict(checkpoint: str, inputs: list[str], *, device="auto") -> list[dict]:
     """One row per sample: its source, and the model's outputs (class and probabilities, or values)."""
     device = pick_device(device)
-    state, checked, network = _load(checkpoint)
+    state, checked, network = load_predictor(checkpoint, "predict")
     graph = checked.graphs.networks[network]
     model = build_model(checked, network=network)
     model.load_state_dict(state["model"])

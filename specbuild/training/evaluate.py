@@ -1,0 +1,108 @@
+"""Evaluation: the loss and metrics of a model over a whole held-out set, computed once
+from all outputs (as the trainer does after every epoch, and `specbuild evaluate` on a
+checkpoint).  The loss is the same weighted objective training minimises."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..compiler.compile import build_model
+from ..data.load import load_data
+from ..data.tensors import DataError
+from ..spec.validate import check
+from .checkpoint import load_checkpoint
+from .metrics import METRICS, compute_metrics, resolve_metrics
+from .objectives import build_objectives, objective_loss, probability_nodes, target_of
+from .session import Distributed, pick_device
+
+EVAL_BATCH = 1024
+CLASS_KINDS = ("classification", "binary")
+
+
+def evaluate_model(model, data, objectives, metric_names, probability_nodes=(), dist=None) -> dict:
+    """Loss and metrics over the whole of `data`, computed once from all outputs."""
+    dist = dist or Distributed()
+    was_training = model.training
+    model.eval()
+    collected = [[] for _ in objectives]     # per objective: two losses may read one node
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for inputs, targets in data.batches(EVAL_BATCH, shuffle=False, rank=dist.rank, world_size=dist.world_size):
+            outputs = model(*inputs)
+            for k, o in enumerate(objectives):
+                collected[k].append(outputs[o.on])
+            batch = inputs[0].shape[0]
+            total += float(objective_loss(objectives, outputs, inputs, targets)) * batch
+            n += batch
+    model.train(was_training)
+    row = {"val_loss": total / max(n, 1)}
+    if not math.isfinite(row["val_loss"]):
+        return row          # NaN or inf outputs: no metric is defined (scikit-learn refuses them)
+    several = len(objectives) > 1
+    for k, o in enumerate(objectives):
+        output = dist.gather(torch.cat(collected[k]))
+        target = target_of(o, data.inputs, data.targets)
+        prefix = f"val_{o.name}_" if several else "val_"
+        if several:
+            row[prefix + "loss"] = float(o(output, target))
+        kind = "classification" if o.kind in CLASS_KINDS else "regression"
+        names = [m for m in metric_names if METRICS[m].kind == kind]
+        if not names:
+            continue
+        if kind == "classification":
+            probs = o.probabilities(output, o.on in probability_nodes)
+            values = compute_metrics(names, y_true=target.cpu().numpy(), probs=probs.float().cpu().numpy())
+        else:
+            flat = output.reshape(output.shape[0], -1).float().cpu().numpy()
+            values = compute_metrics(names, y_true=target.reshape(output.shape[0], -1).float().cpu().numpy(), scores=flat)
+        row.update({prefix + key: v for key, v in values.items()})
+    return row
+
+
+def default_metrics(objectives) -> list[str]:
+    names = []
+    for o in objectives:
+        names += ["accuracy"] if o.kind in CLASS_KINDS else ["mse", "mae"]
+    return list(dict.fromkeys(names))
+
+
+def run_metrics(config, objectives) -> list[str]:
+    """The metrics a run reports: the spec's, or those that suit its objectives."""
+    return resolve_metrics(list(config.metrics) or default_metrics(objectives))
+
+
+def loss_model(checked, network: str, objectives):
+    """The model returning just the nodes the losses read (the logits): a softmax the spec
+    returns for users is not computed where nothing reads it.  Weights as build_model's."""
+    wanted = list(dict.fromkeys(o.on for o in objectives))
+    return build_model(checked, network=network, outputs={n: n for n in wanted})
+
+
+def load_predictor(checkpoint: str, command: str):
+    """(state, checked spec, network name) of a checkpoint of a model that predicts."""
+    state = load_checkpoint(checkpoint)
+    if state.get("task") == "gan":
+        raise DataError("this is a GAN checkpoint: it generates samples rather than predicting",
+                        hint="its sample grids are in the run folder's samples/", path=command)
+    checked = check(state["spec"])
+    return state, checked, state.get("network") or next(iter(checked.graphs.networks))
+
+
+def evaluate(checkpoint: str, *, data=None, data_root=None, limit=None, device="auto", download=True) -> dict:
+    """Loss and metrics of a checkpoint on its data set's held-out part (or on `data`)."""
+    device = pick_device(device)
+    state, checked, network = load_predictor(checkpoint, "evaluate")
+    config = checked.train
+    graph = checked.graphs.networks[network]
+    options = dict(config.data.options)
+    if data is not None:
+        options["dataset"] = data
+    bundle = load_data(options, list(graph.inputs.values()), root=data_root, download=download, limit=limit)
+    objectives = build_objectives(config, graph, bundle.info)
+    model = loss_model(checked, network, objectives)
+    model.load_state_dict(state["model"])
+    model.to(device)
+    row = evaluate_model(model, bundle.test.to(device), objectives, run_metrics(config, objectives),
+                         probability_nodes(objectives, graph))
+    return {"data": bundle.info.get("name"), "samples": len(bundle.test), "epoch": state.get("epoch"), **row}
