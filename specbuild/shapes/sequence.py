@@ -1,6 +1,6 @@
 """Shape rules for torch.nn's sequence layers: RNN/LSTM/GRU and their cells,
 MultiheadAttention, the Transformer layers and stacks.  Same contract as
-shape_rules: (output, {parameter name: shape}), pure Python."""
+`layers`: (output, {parameter name: shape}), pure Python."""
 from __future__ import annotations
 
 from .rearrange import nested
