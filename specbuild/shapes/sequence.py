@@ -67,6 +67,14 @@ def _recurrent(kind):
         return [out, state], params
 
 
+def _second_sequence(a, names, first, second, d: int, batched: bool, mismatch: str) -> None:
+    """A Transformer part's second sequence (memory, tgt) must have d features and the first's batch."""
+    if isinstance(second[-1], str) or known(second[-1]) and second[-1] != d:
+        raise ShapeError(mismatch, arg="d_model")
+    if batched:
+        _agree(a.type, names, first, second, 0 if a["batch_first"] else 1, "batch size")
+
+
 def _same(x, y):
     """Whether two values (shapes or multi-values) can be the same for every batch size."""
     if isinstance(x, list) or isinstance(y, list):
@@ -184,12 +192,9 @@ def _transformer_layer(decoder):
         if decoder:
             m = xs[1]
             rank(a.type, m, len(x), what=" memory")
-            if isinstance(m[-1], str) or known(m[-1]) and m[-1] != d:
-                raise ShapeError(f"{a.type}: memory {format_shape(m)} has {m[-1]} features "
-                                 f"but d_model is {d} (tgt {format_shape(x)})", arg="d_model")
-            if batched:
-                b = 0 if a["batch_first"] else 1
-                _agree(a.type, ("tgt", "memory"), x, m, b, "batch size")
+            _second_sequence(a, ("tgt", "memory"), x, m, d, batched,
+                             f"{a.type}: memory {format_shape(m)} has {m[-1]} features "
+                             f"but d_model is {d} (tgt {format_shape(x)})")
         params = _mha_params(d, d, d, bias, prefix="self_attn.")
         if decoder:
             params.update(_mha_params(d, d, d, bias, prefix="multihead_attn."))
@@ -238,12 +243,9 @@ def _transformer(a, inputs):
     batched = rank(a.type, src, 2, 3, what=" src") == 3
     rank(a.type, tgt, len(src), what=" tgt")
     d = a.check_size("d_model", src[-1], "features", src)
-    if isinstance(tgt[-1], str) or known(tgt[-1]) and tgt[-1] != d:
-        raise ShapeError(f"Transformer: tgt {format_shape(tgt)} has {tgt[-1]} features but "
-                         f"src {format_shape(src)} has {d}", arg="d_model")
-    if batched:
-        b = 0 if a["batch_first"] else 1
-        _agree(a.type, ("src", "tgt"), src, tgt, b, "batch size")
+    _second_sequence(a, ("src", "tgt"), src, tgt, d, batched,
+                     f"Transformer: tgt {format_shape(tgt)} has {tgt[-1]} features but "
+                     f"src {format_shape(src)} has {d}")
     layer = {k: a[k] for k in _LAYER if k in a.out or k in ("d_model", "nhead")}
     params = {}
     for part, x, ins in (("encoder", src, [src]), ("decoder", tgt, [tgt, src])):

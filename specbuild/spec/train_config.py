@@ -37,12 +37,20 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
+class Component:
+    """An optimizer or a scheduler: a torch class name and its own arguments."""
+    type: str
+    args: dict = field(default_factory=dict)
+    interval: str = "epoch"             # schedulers: step once per "epoch" or per "step" (batch)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     data: DataConfig = field(default_factory=lambda: DataConfig({"dataset": DEFAULT_DATASET}))
     losses: tuple = ()                  # LossConfigs; empty: chosen from the task and the data
     task: str | None = None
-    optimizer: dict = field(default_factory=lambda: dict(DEFAULT_OPTIMIZER))
-    scheduler: dict | None = None
+    optimizer: Component = field(default_factory=lambda: _component(DEFAULT_OPTIMIZER))
+    scheduler: Component | None = None
     epochs: int = DEFAULT_EPOCHS
     metrics: tuple = ()                 # empty: chosen from the losses' kinds
     monitor: str | None = None          # empty: val_accuracy for one classifier, else val_loss
@@ -80,7 +88,8 @@ def parse_train(train, graphs, spec, problems: list[Problem]) -> TrainConfig:
     config = TrainConfig(
         data=_data(train.get("data", DEFAULT_DATASET)), losses=tuple(losses),
         task="gan" if train.get("task") == "gan" or "generator" in train else train.get("task"),
-        optimizer=dict(train.get("optimizer") or DEFAULT_OPTIMIZER), scheduler=train.get("scheduler"),
+        optimizer=_component(train.get("optimizer") or DEFAULT_OPTIMIZER),
+        scheduler=_component(train["scheduler"]) if train.get("scheduler") else None,
         epochs=int(train.get("epochs", DEFAULT_EPOCHS)), metrics=tuple(train.get("metrics") or ()),
         monitor=train.get("monitor"), patience=stopping.get("patience"),
         min_delta=float(stopping.get("min_delta", 0.0)), clip_grad_norm=train.get("clip_grad_norm"),
@@ -91,7 +100,8 @@ def parse_train(train, graphs, spec, problems: list[Problem]) -> TrainConfig:
         name = getattr(config, role)
         if role in train and name not in graphs.networks:
             problems.append(spec.problem(f"train.{role} names {name!r}, which is no network", ("train", role),
-                                         hint=did_you_mean(name, graphs.networks)))
+                                         hint=did_you_mean(name, graphs.networks)
+                                         or "the spec's networks: " + ", ".join(graphs.networks)))
         elif config.is_gan and name not in graphs.networks:
             problems.append(spec.problem(f"a GAN needs a {role} network, and the spec has no network {name!r}",
                                          ("train",), hint=f"name it with train.{role}: or add it under networks:"))
@@ -103,3 +113,8 @@ def _data(raw) -> DataConfig:
     batch_size = int(options.pop("batch_size", DEFAULT_BATCH))
     shuffle = bool(options.pop("shuffle", True))
     return DataConfig(options, batch_size, shuffle)
+
+
+def _component(raw: dict) -> Component:
+    args = {k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k not in ("type", "interval")}
+    return Component(raw["type"], args, raw.get("interval", "epoch"))

@@ -10,22 +10,15 @@ from __future__ import annotations
 from .. import registry
 from ..resolve import resolve_target
 
-DEFAULT_OPTIMIZER = {"type": "Adam", "lr": 0.001}
 
-
-def _arguments(entry: dict, skip=("type", "interval")) -> dict:
-    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.items() if k not in skip}
-
-
-def make_optimizer(entry: dict | None, parameters):
-    """The spec's optimizer.  Where torch has a fused kernel for it (Adam, AdamW, SGD, Adagrad on
+def make_optimizer(entry, parameters):
+    """The spec's optimizer (a train config Component).  Where torch has a fused kernel for it (Adam, AdamW, SGD, Adagrad on
     the CPU or a GPU) and the spec chose neither `fused` nor `foreach`, the fused one is used:
     the same update, about a quarter faster per step than torch's default on the CPU."""
-    entry = entry or DEFAULT_OPTIMIZER
-    cls = resolve_target(registry.CATALOG["optimizers"][entry["type"]]["target"])
-    args = _arguments(entry)
+    cls = resolve_target(registry.CATALOG["optimizers"][entry.type]["target"])
+    args = dict(entry.args)
     parameters = list(parameters)
-    accepts = registry.CATALOG["optimizers"][entry["type"]]["args"]
+    accepts = registry.CATALOG["optimizers"][entry.type]["args"]
     if "fused" in accepts and "fused" not in args and "foreach" not in args \
             and parameters and all(p.device.type in ("cpu", "cuda") for p in parameters):
         try:
@@ -35,20 +28,20 @@ def make_optimizer(entry: dict | None, parameters):
     return cls(parameters, **args)
 
 
-def make_scheduler(entry: dict | None, optimizer, epochs: int, steps_per_epoch: int):
-    """(scheduler or None, "epoch" or "step")."""
-    if not entry:
+def make_scheduler(entry, optimizer, epochs: int, steps_per_epoch: int):
+    """(scheduler or None, "epoch" or "step") for a train config's scheduler Component (or None)."""
+    if entry is None:
         return None, "epoch"
-    args = _arguments(entry)
-    interval = entry.get("interval", "epoch")
+    args = dict(entry.args)
+    interval = entry.interval
     # Fill the run's length where the scheduler needs it and the spec left it out.
     total = epochs * steps_per_epoch if interval == "step" else epochs
-    if entry["type"] == "OneCycleLR":
+    if entry.type == "OneCycleLR":
         args.setdefault("total_steps", epochs * steps_per_epoch)
         interval = "step"
-    if "T_max" in registry.FILLED_BY_TRAINER.get(entry["type"], ()):
+    if "T_max" in registry.FILLED_BY_TRAINER.get(entry.type, ()):
         args.setdefault("T_max", max(total, 1))
-    cls = resolve_target(registry.CATALOG["schedulers"][entry["type"]]["target"])
+    cls = resolve_target(registry.CATALOG["schedulers"][entry.type]["target"])
     return cls(optimizer, **args), interval
 
 
