@@ -2,8 +2,7 @@
 import collections
 import os
 import random
-import subprocess
-import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,8 +173,8 @@ def test_cuda_rng_state_round_trip(tmp_path):
 
 def test_opening_a_run_folder_removes_temp_files_of_killed_saves(tmp_path):
     from specbuild.training.run_folder import RunFolder
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()          # a process that has exited
+    # a pid no process can have (above the kernel's pid_max): a pid of an exited child could be reused
+    dead = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
     stray = tmp_path / f".best.pt.tmp-{dead}-abcd"
     live = tmp_path / ".last.pt.tmp-1-efgh"                   # pid 1 is alive: its writer may still be saving
     stray.write_bytes(b"half a checkpoint")

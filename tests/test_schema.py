@@ -206,14 +206,24 @@ def test_registered_type_signature_is_read_when_args_omitted():
 
 def test_unregistered_again_is_refused_again(twice):
     specbuild.unregister_layer("Twice")
-    with pytest.raises(specbuild.SpecError):
+    with pytest.raises(specbuild.SpecError) as info:
         specbuild.validate(USER_SPEC)
+    assert (info.value.message, info.value.line) == ("unknown layer type 'Twice'", 6)
 
 
-@pytest.mark.parametrize("name", ["os.system", "Linear", "relu", "class", "1abc", "", "a-b"])
-def test_register_refuses_bad_names(name):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("name, message", [
+    ("os.system", "layer type name 'os.system' must be a Python identifier"),
+    ("Linear", "'Linear' is a built-in layer type; choose another name"),
+    ("relu", "'relu' is a built-in layer type; choose another name"),
+    ("class", "layer type name 'class' must be a Python identifier"),        # a keyword
+    ("1abc", "layer type name '1abc' must be a Python identifier"),
+    ("", "layer type name '' must be a Python identifier"),
+    ("a-b", "layer type name 'a-b' must be a Python identifier"),
+])
+def test_register_refuses_bad_names(name, message):
+    with pytest.raises(ValueError) as info:
         specbuild.register_layer(name, _twice)
+    assert str(info.value) == message
     assert registry.lookup(name) is None or name in registry.BUILTIN_TYPES
 
 

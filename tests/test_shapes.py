@@ -302,9 +302,12 @@ def test_slice_shapes():
     assert out("slice", {"at": "[:, None]"}, x) == (N, 1, 5, 6)
     assert out("slice", {"at": "[:, 1:4, ::2]"}, x) == (N, 3, 3)
     assert out("slice", {"at": "[:, 10:]"}, x) == (N, 0, 6)
-    for bad in ("[:, 5]", "[:, :, :, 0]", "[:, ::-1]"):
-        with pytest.raises(ShapeError):
+    for bad, message in [("[:, 5]", "index 5 is out of range for dim 1 of size 5 (input [N, 5, 6])"),
+                         ("[:, :, :, 0]", "index [:, :, :, 0] has 4 indices but the input [N, 5, 6] has only 3 dims"),
+                         ("[:, ::-1]", "slice step must be positive, not -1")]:
+        with pytest.raises(ShapeError) as e:
             infer("slice", {"at": bad}, [x])
+        assert e.value.message == message
 
 
 # --- layers that take layers ---------------------------------------------------------------

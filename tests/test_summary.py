@@ -243,7 +243,12 @@ def huge(tmp_path) -> Path:
     return path
 
 
-def _child(code: str, timeout: float = 60) -> dict:
+# A hang guard only, never a speed check: the slowest child below (build_model, which imports
+# torch) takes 1.4 s on the 2-core CI machine idle and 8 s beside two CPU-bound processes.
+HANG_GUARD_S = 180
+
+
+def _child(code: str, timeout: float = HANG_GUARD_S) -> dict:
     """Run `code` in a fresh interpreter (repo on the path); it prints one JSON line."""
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
@@ -251,21 +256,21 @@ def _child(code: str, timeout: float = 60) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_huge_spec_summary_is_fast_small_and_exact(huge):
+def test_huge_spec_summary_is_cheap_small_and_exact(huge):
     """`specbuild summary` in its own process: the wrapper below waits for it and reads its
-    peak RSS from RUSAGE_CHILDREN, which then covers that one child only."""
+    peak RSS from RUSAGE_CHILDREN, which then covers that one child only.  Its work is bounded
+    by counting, not timing: shape inference visits each of the 6 layer copies once, whatever
+    their sizes, and nothing imports torch (the next test)."""
+    from specbuild.spec.validate import check
+    assert check(huge).expanded_nodes == 6         # hidden x2, head, embed, pooled, joined
     result = _child(f"""
-        import json, resource, subprocess, sys, time
-        start = time.perf_counter()
+        import json, resource, subprocess, sys
         done = subprocess.run([sys.executable, "-m", "specbuild.cli.main", "summary", {str(huge)!r}],
                               capture_output=True, text=True)
-        seconds = time.perf_counter() - start
         rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024    # KiB on Linux
-        print(json.dumps({{"rc": done.returncode, "out": done.stdout, "err": done.stderr,
-                          "seconds": seconds, "rss": rss}}))
+        print(json.dumps({{"rc": done.returncode, "out": done.stdout, "err": done.stderr, "rss": rss}}))
     """)
     assert result["rc"] == 0, result["err"]
-    assert result["seconds"] < 5, result["seconds"]
     assert result["rss"] < 2**30, f"peak RSS {result['rss'] / 2**20:.0f} MiB"
     total = _total(result["out"])
     assert total == [HUGE_PARAMS] and total[0] > 10_000_000_000
@@ -291,28 +296,34 @@ def test_huge_spec_summary_never_imports_torch(huge):
 
 
 def test_build_model_refuses_the_huge_spec_before_allocating(huge):
+    # bounded work, counted: no torch module (Linear, Embedding...) is even constructed
     result = _child(f"""
-        import json, resource, time
+        import json, resource
         import torch
         from specbuild import SpecError
         from specbuild.compiler.compile import build_model
+        modules = 0
+        real_init = torch.nn.Module.__init__
+        def counted_init(self, *args, **kwargs):
+            global modules
+            modules += 1
+            real_init(self, *args, **kwargs)
+        torch.nn.Module.__init__ = counted_init
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        start = time.perf_counter()
         try:
             build_model({str(huge)!r})
             error = None
         except SpecError as e:
             error = {{"message": e.message, "hint": e.hint, "file": e.file}}
-        seconds = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        print(json.dumps({{"error": error, "seconds": seconds, "before": before, "after": after}}))
+        print(json.dumps({{"error": error, "modules": modules, "before": before, "after": after}}))
     """)
     error = result["error"]
     assert error is not None, "build_model built a 36-billion-parameter model"
     assert error["message"] == f"the model has {HUGE_PARAMS:,} parameters, over the limit of 2,000,000,000"
     assert "max_params=" in error["hint"] and "GiB" in error["hint"]
     assert error["file"] == str(huge)
-    assert result["seconds"] < 3, result["seconds"]
+    assert result["modules"] == 0, "build_model constructed torch modules before refusing"
     # nothing big was allocated (torch's own import already peaks near 1.5 GB with the CUDA build)
     assert result["after"] - result["before"] < 100 * 2**20
 

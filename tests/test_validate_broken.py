@@ -268,10 +268,12 @@ def test_several_errors_are_all_reported(cli, write_spec):
     }
     for fragment, line in expected.items():
         assert _line_with(problems, fragment).startswith(f"{path}:{line}:")
-    # Linear without out_features is also reported (the typo left it missing)
-    assert any("missing required argument 'out_features'" in p for p in problems)
+    # Linear without out_features is also reported (the typo left it missing), on the layer's line
+    assert _line_with(problems, "missing required argument 'out_features'").startswith(f"{path}:6:5: ")
+    # and nothing else: each problem line is one of those 8
+    assert len(problems) == len(expected) + 1, problems
+    assert all(sum(f in p for f in [*expected, "missing required argument"]) == 1 for p in problems), problems
     assert lines[-1] == f"{len(problems)} problems found"
-    assert len(problems) >= len(expected) + 1
     # sorted by position
     positions = [tuple(int(n) for n in p[len(path) + 1:].split(":", 2)[:2]) for p in problems]
     assert positions == sorted(positions)
@@ -295,7 +297,7 @@ def test_missing_file(cli, tmp_path):
 
 def test_directory_instead_of_file(cli, tmp_path):
     result = cli("validate", tmp_path)
-    assert result.rc == 1 and "is a directory" in result.err
+    assert result.rc == 1 and result.err == f"{tmp_path}: is a directory, not a spec file\n"
 
 
 def test_broken_json_spec(cli, write_spec):
