@@ -171,7 +171,7 @@ def test_cuda_rng_state_round_trip(tmp_path):
     assert torch.equal(first, torch.rand(4, device="cuda"))
 
 
-def test_opening_a_run_folder_removes_temp_files_of_killed_saves(tmp_path):
+def test_a_run_folders_first_write_removes_temp_files_of_killed_saves(tmp_path):
     from specbuild.training.run_folder import RunFolder
     # a pid no process can have (above the kernel's pid_max): a pid of an exited child could be reused
     dead = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
@@ -179,5 +179,7 @@ def test_opening_a_run_folder_removes_temp_files_of_killed_saves(tmp_path):
     live = tmp_path / ".last.pt.tmp-1-efgh"                   # pid 1 is alive: its writer may still be saving
     stray.write_bytes(b"half a checkpoint")
     live.write_bytes(b"being written")
-    RunFolder(tmp_path)
+    folder = RunFolder(tmp_path)
+    assert stray.exists()                                     # opening it writes nothing
+    folder.write_spec({"name": "m"})
     assert not stray.exists() and live.exists()

@@ -142,16 +142,21 @@ def test_same_seed_same_run_other_seed_other_run(tmp_path, capsys):
     assert not torch.equal(a_model["fc1.weight"], c_model["fc1.weight"])
 
 
-def test_device_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys, cnn_run):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a CUDA GPU")
+@pytest.mark.parametrize("device, needs, present", [
+    ("cuda", "a CUDA GPU", torch.cuda.is_available()),
+    ("mps", "an Apple GPU (MPS)", bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()))])
+def test_a_device_that_is_absent_is_a_clear_error(tmp_path, capsys, cnn_run, device, needs, present):
+    if present:
+        pytest.skip(f"this machine has {needs}")
     out = tmp_path / "run"
-    rc, _, err = run_cli(capsys, "train", SPECS / "single_output.yaml", "--device", "cuda", "--epochs", 1,
+    message = (f"device {device!r} needs {needs}, and none is available here — use --device cpu, "
+               "or auto to take the best one here")
+    rc, _, err = run_cli(capsys, "train", SPECS / "single_output.yaml", "--device", device, "--epochs", 1,
                          "--out", out, "--no-download")
-    assert rc == 1 and "--device cuda, but no CUDA GPU is available here" in err and "--device cpu" in err
-    assert not (out / "last.pt").exists()
-    rc, _, err = run_cli(capsys, "evaluate", cnn_run / "last.pt", "--device", "cuda", "--limit", 10)
-    assert rc == 1 and "no CUDA GPU" in err
+    assert rc == 1 and err.strip() == message
+    assert not out.exists()                      # a run that cannot start leaves no folder behind
+    rc, _, err = run_cli(capsys, "evaluate", cnn_run / "last.pt", "--device", device, "--limit", 10)
+    assert rc == 1 and err.strip() == message
 
 
 def test_bad_option_values_are_usage_errors(capsys):

@@ -2,6 +2,7 @@
 import torch
 
 import specbuild
+from specbuild.training.session import seed_everything
 from specbuild.training.checkpoint import load_checkpoint
 from cli_runner import read_history, run_cli_text
 
@@ -53,7 +54,8 @@ def test_gradient_clipping_bounds_each_update(tmp_path):
         run = specbuild.train(spec_file(tmp_path, extra), epochs=epochs, lr=0.1, out=tmp_path / f"run-{clip}-{epochs}")
         return torch.cat([p.detach().flatten() for p in run.model.parameters()])
 
-    start = weights(None, 0)                     # no epoch: the seeded initial weights
+    seed_everything(0)                           # the trainer's seeding, then its model: the initial weights
+    start = torch.cat([p.detach().flatten() for p in specbuild.build_model(spec_file(tmp_path)).parameters()])
     clipped = weights(1e-6, 1)                   # SGD: each of the ~23 steps moves at most lr * 1e-6
     free = weights(None, 1)
     assert 0 < (clipped - start).norm() < 23 * 0.1 * 1e-6 * 1.01

@@ -9,8 +9,10 @@
   writes a checkpoint, right after one was written, and at a random moment;
   every time the folder's last.pt loads (weights_only), `--resume` continues,
   and the run killed three times ends with the weights of a run never stopped.
-* Ctrl-C: SIGINT gives exit 130, a loadable interrupted.pt, the message, no
-  traceback.
+* Ctrl-C: SIGINT to a real `specbuild train` process gives exit 130, a loadable
+  last.pt at the step where it paused, the message, no traceback, and --resume
+  continues without repeating an epoch (test_train_interrupt.py checks, in-process,
+  that such a resume ends bitwise where a run never stopped ends).
 """
 from __future__ import annotations
 
@@ -210,6 +212,7 @@ def assert_checkpoints_whole(folder: Path) -> int:
 def test_sigkill_at_any_moment_never_leaves_a_broken_checkpoint(tmp_path, capsys):
     spec = tmp_path / "killme.yaml"
     spec.write_text(KILL_SPEC)
+    first = tmp_path / "first"
     out = tmp_path / "run"
     fresh = ["train", spec, "--limit", KILL_LIMIT, "--out", out, "--no-download"]
     resume = ["train", spec, "--resume", out, "--limit", KILL_LIMIT, "--no-download"]
@@ -218,19 +221,19 @@ def test_sigkill_at_any_moment_never_leaves_a_broken_checkpoint(tmp_path, capsys
 
     # 1. killed while writing its very first checkpoint: there is no last.pt to read, and
     #    --resume says so plainly; a half-written temp file is never taken for one.
-    proc = start(fresh, next(logs))
-    if wait_until(lambda: temp_files(out), proc, "the first checkpoint write"):
+    proc = start(["train", spec, "--limit", KILL_LIMIT, "--out", first, "--no-download"], next(logs))
+    if wait_until(lambda: temp_files(first), proc, "the first checkpoint write"):
         kill(proc)
-    note(f"kill 1: temp files {temp_files(out)}, last.pt exists: {last.exists()}")
-    if last.exists():                    # the rename won the race against the kill: then it is whole
-        assert_checkpoints_whole(out)
+    note(f"kill 1: temp files {temp_files(first)}, last.pt exists: {(first / 'last.pt').exists()}")
+    if (first / "last.pt").exists():     # the rename won the race against the kill: then it is whole
+        assert_checkpoints_whole(first)
     else:
         with pytest.raises(CheckpointError, match="no checkpoint file"):
-            load_checkpoint(last)
-        rc, text = run_cli(capsys, *resume)
+            load_checkpoint(first / "last.pt")
+        rc, text = run_cli(capsys, "train", spec, "--resume", first, "--no-download")
         assert rc == 1 and "holds no checkpoint" in text
 
-    # 2. a fresh start in the same folder, killed while writing a later checkpoint
+    # 2. a fresh start, killed while writing a later checkpoint
     log = next(logs)
     proc = start(fresh, log)
     mine = f".last.pt.tmp-{proc.pid}-"           # this process's temp file, not a stray of the one killed above
@@ -277,29 +280,28 @@ def test_sigkill_at_any_moment_never_leaves_a_broken_checkpoint(tmp_path, capsys
     assert_same_run(load_checkpoint(tmp_path / "unbroken" / "last.pt"), killed)
 
 
-def test_ctrl_c_saves_interrupted_pt_and_exits_130(tmp_path, capsys):
+def test_ctrl_c_pauses_at_a_step_keeps_last_pt_and_exits_130(tmp_path, capsys):
     out = tmp_path / "run"
     log = tmp_path / "log.txt"
     proc = start(["train", REPO / "specs" / "fnn.yaml", "--data", "mnist-sample", "--epochs", 200, "--limit", 1000,
                   "--out", out, "--no-download"], log)
     assert wait_until(lambda: (out / "last.pt").exists(), proc, "the first epoch"), log.read_text()
-    time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     rc = proc.wait(timeout=DEADLINE_S)
     text = log.read_text()
     assert rc == 130, text
     assert "Traceback" not in text and "internal error" not in text, text
-    assert "interrupted during epoch" in text and str(out / "interrupted.pt") in text
-    assert "resume from" in text
-    state = load_checkpoint(out / "interrupted.pt")
-    torch.load(out / "interrupted.pt", weights_only=True)
-    assert state["interrupted"] is True and state["epoch"] >= 1
-    # last.pt: the last complete epoch (one more if the signal came between its save and the next epoch)
-    assert load_checkpoint(out / "last.pt")["epoch"] in (state["epoch"], state["epoch"] + 1)
-    assert not temp_files(out)
+    assert "stopping after this step (Ctrl-C again to stop at once, without saving)" in text
+    assert f"holds the run from there (resume with: specbuild train --resume {out})" in text \
+        or f"holds it (resume with: specbuild train --resume {out})" in text, text
+    state = load_checkpoint(out / "last.pt")
+    torch.load(out / "last.pt", weights_only=True)
+    done = state["epoch"]
+    assert done >= 1 and not temp_files(out) and not (out / "interrupted.pt").exists()
 
-    # the interrupted run continues from its checkpoint to a shorter end
-    rc, text = run_cli(capsys, "train", REPO / "specs" / "fnn.yaml", "--resume", out / "interrupted.pt",
-                       "--epochs", state["epoch"] + 1, "--limit", 1000, "--no-download")
+    # the run continues from where it paused, logging each epoch once
+    rc, text = run_cli(capsys, "train", "--resume", out, "--epochs", done + 1, "--limit", 1000, "--no-download")
     assert rc == 0, text
-    assert load_checkpoint(out / "last.pt")["epoch"] == state["epoch"] + 1
+    assert load_checkpoint(out / "last.pt")["epoch"] == done + 1
+    rows = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows == list(range(1, done + 2))

@@ -19,7 +19,7 @@ from ..data.load import load_data
 from ..spec.train_config import LossConfig
 from .objectives import make_objective, objective_loss
 from .optim import make_optimizer
-from .session import Run, Session, TrainingStopped, plain
+from .session import Run, Session, TrainingStopped, changed_components, plain
 
 GRID = 64
 SCORE, REAL = "score", "real"     # what the adversarial objective reads and compares with
@@ -48,9 +48,9 @@ class GanLoop:
                          "optimizer": {"generator": self.opt_g, "discriminator": self.opt_d}}
         session.extra = {"data_info": plain(self.bundle.info)}
 
-    def run(self, state=None) -> Run:
+    def run(self, state=None, source=None) -> Run:
         if state is not None:
-            self.session.restore(state)
+            self.session.restore(state, source, skip=changed_components(state, self.config, self.session.progress))
         self.session.run(self)
         return Run(self.session.history, {"generator": self.gen, "discriminator": self.disc},
                    self.session.folder.path, None, "gan", self.bundle.info)
@@ -61,12 +61,12 @@ class GanLoop:
     def one_epoch(self, epoch: int) -> dict:
         session, device, batch_size = self.session, self.session.device, self.config.data.batch_size
         started = time.perf_counter()
-        sums = torch.zeros(4, device=device)
+        running = session.partial(epoch, {"sums": torch.zeros(4, device=device)})
         n_batches = self.real_data.num_batches(batch_size)
         session.progress.epoch_start(epoch + 1, session.epochs, n_batches)
         self.gen.train(), self.disc.train()
         # every GAN epoch shuffles
-        for i, (inputs, _) in enumerate(self.real_data.batches(batch_size, shuffle=True, generator=session.shuffle_rng)):
+        for i, (inputs, _) in session.batches(epoch, self.real_data, batch_size, True, running):
             real = inputs[0]
             b = real.shape[0]
             ones, zeros = torch.ones(b, 1, device=device), torch.zeros(b, 1, device=device)
@@ -84,10 +84,10 @@ class GanLoop:
             if not torch.isfinite(step).all():
                 raise TrainingStopped(f"the GAN's losses became {step[:2].tolist()} at epoch {epoch + 1}, "
                                       f"step {i + 1}; {session.folder.kept()}")
-            sums += step
+            running["sums"] += step
             session.step += 1
             session.progress.step(i + 1, loss_d)
-        means = (sums / max(n_batches, 1)).tolist()
+        means = (running["sums"] / max(n_batches, 1)).tolist()
         save_grid(self.gen, self.fixed_noise, self.image_shape,
                   session.folder.path / "samples" / f"epoch_{epoch + 1:03d}.png", session.folder.writer)
         return {"epoch": epoch + 1, "d_loss": means[0], "g_loss": means[1], "d_real": means[2], "d_fake": means[3],

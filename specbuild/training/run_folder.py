@@ -4,13 +4,17 @@
       spec.yaml        the spec as it ran (overrides applied, variables substituted)
       metrics.jsonl    one JSON object per epoch
       metrics.csv      the same as a table
-      last.pt          the last complete epoch's checkpoint (spec + weights + training state)
+      last.pt          the latest checkpoint (spec + weights + training state): the last complete
+                       epoch, or the exact step where Ctrl-C paused the run
       best.pt          the checkpoint of the best epoch by the monitored metric
       curves.png       training curves
       samples/         GAN sample grids, one per epoch
 
-Only one process writes it (rank 0 under torchrun).  Checkpoints are written
-atomically, so a run killed at any moment leaves its previous checkpoint whole.
+Only one process writes it (rank 0 under torchrun).  The folder is made by the
+first write, once training starts, so a run that fails to start leaves nothing.
+Checkpoints are written atomically, so a run killed at any moment leaves its
+previous checkpoint whole; last.pt is written before best.pt, and a resume repairs
+a best.pt that a kill left behind the best epoch last.pt records.
 """
 from __future__ import annotations
 
@@ -18,24 +22,30 @@ import csv
 import io
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-from .checkpoint import remove_stray_temps, save_checkpoint
+from ..errors import SpecError
+from .checkpoint import CheckpointError, load_checkpoint, remove_stray_temps, save_checkpoint
+
+RUN_FILES = ("last.pt", "metrics.jsonl")     # a folder holding one of these holds a run
 
 
 class RunFolder:
     def __init__(self, path, *, writer: bool = True):
         self.path = Path(path)
         self.writer = writer
-        if writer:
-            self.path.mkdir(parents=True, exist_ok=True)
-            remove_stray_temps(self.path)     # left by a run of this folder that was killed mid-save
+        self._made = False
 
     @classmethod
-    def create(cls, out: str | None, spec_name: str, *, writer: bool = True) -> "RunFolder":
+    def create(cls, out: str | None, spec_name: str, *, writer: bool = True, resuming=None) -> "RunFolder":
+        """The run folder: `out`, or a new runs/<name>-<time>.  A new run refuses a folder that
+        holds another run; a resumed one (`resuming` is its checkpoint's folder) refuses to
+        write into a different folder that does."""
         if out is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             out = os.path.join("runs", f"{spec_name}-{stamp}")
@@ -43,7 +53,39 @@ class RunFolder:
             while os.path.exists(out):
                 out = os.path.join("runs", f"{spec_name}-{stamp}-{suffix}")
                 suffix += 1
-        return cls(out, writer=writer)
+        folder = cls(out, writer=writer)
+        if writer:
+            folder._check_writable(resuming)
+        return folder
+
+    def _check_writable(self, resuming) -> None:
+        path = self.path
+        if path.exists() and not path.is_dir():
+            raise SpecError(f"--out {path} is a file, not a folder", hint="give a new folder for the run")
+        ancestor = next(p for p in (path, *path.parents) if p.exists())
+        if not ancestor.is_dir():
+            raise SpecError(f"cannot make the run folder {path}: {ancestor} is a file",
+                            hint="give --out a folder you can write to")
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise SpecError(f"cannot make the run folder {path}: {ancestor} is not writable",
+                            hint="give --out a folder you can write to")
+        same = resuming is not None and os.path.realpath(resuming) == os.path.realpath(path)
+        held = [name for name in RUN_FILES if (path / name).exists()]
+        if held and not same:
+            how = (f"resume that run with --resume {path}, or give another --out" if resuming is None
+                   else f"drop --out to continue in {resuming}, or give an empty folder")
+            raise SpecError(f"--out {path} already holds a run ({held[0]}); writing there would overwrite it",
+                            hint=how)
+
+    def _make(self) -> None:
+        if not self._made:
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise SpecError(f"cannot make the run folder {self.path}: {error.strerror}",
+                                hint="give --out a folder you can write to") from None
+            remove_stray_temps(self.path)     # left by a run of this folder that was killed mid-save
+            self._made = True
 
     @property
     def last(self) -> Path:
@@ -61,6 +103,7 @@ class RunFolder:
 
     def write_spec(self, data: dict) -> None:
         if self.writer:
+            self._make()
             _atomic_text(self.path / "spec.yaml", yaml.safe_dump(data, sort_keys=False))
 
     def write_history(self, history: list[dict]) -> None:
@@ -77,9 +120,28 @@ class RunFolder:
     def save(self, payload: dict, *, best: bool = False, name: str | None = None) -> None:
         if not self.writer:
             return
+        self._make()
         save_checkpoint(self.path / (name or "last.pt"), payload)
         if best:
             save_checkpoint(self.best, payload)
+
+    def repair_best(self, state: dict, source) -> None:
+        """A kill between writing last.pt and best.pt leaves best.pt behind the best epoch that
+        last.pt records; last.pt (`state`, read from `source`) is then that epoch's checkpoint,
+        and becomes best.pt again."""
+        best = state.get("best")
+        if not self.writer or not best or best.get("epoch") != state.get("epoch") or state.get("position") \
+                or source is None or os.path.realpath(source) != os.path.realpath(self.last):
+            return
+        try:
+            if load_checkpoint(self.best).get("epoch") == best["epoch"]:
+                return
+        except CheckpointError:
+            pass                                   # missing or unreadable: rewrite it
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".best.pt.tmp-{os.getpid()}-")
+        os.close(fd)
+        shutil.copyfile(self.last, tmp)
+        os.replace(tmp, self.best)
 
     def plot(self, history: list[dict]) -> None:
         if not self.writer or not history:

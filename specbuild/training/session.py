@@ -3,17 +3,27 @@ checkpoints (payload, save, restore) and the handling of a stop.
 
 A loop (the supervised `Trainer`, the `GanLoop`) builds its models and optimizers,
 then hands the session its `parts` (name -> module, optimizer or scheduler, or a
-dict of them) and calls `session.run(loop)`.  The session checkpoints every part
-with the run's state after each epoch, restores all of it on resume, and turns
-Ctrl-C into a kept `interrupted.pt`.  So the two loops save, resume and stop alike.
+dict of them) and calls `session.run(loop)`; each epoch it draws its batches from
+`session.batches`.  The session checkpoints every part with the run's state after
+each epoch and restores all of it on resume.
+
+Ctrl-C takes effect between two steps, never inside one: the step in flight
+finishes, then `last.pt` records the exact position (the epoch, the batches done,
+the data order's seed state at the epoch's start, the loop's running sums and every
+random state), so `--resume` continues from the next batch and ends with the weights
+a run never stopped ends with.  A second Ctrl-C stops at once.  So the two loops
+save, resume and stop alike.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 import random
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,15 +74,22 @@ class Distributed:
         return tensor   # one process: its outputs are all outputs
 
 
+def _has_mps() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+# device -> (is it here?, what it needs)
+_DEVICES = {"cuda": (torch.cuda.is_available, "a CUDA GPU"), "mps": (_has_mps, "an Apple GPU (MPS)"),
+            "cpu": (lambda: True, "")}
+
+
 def pick_device(name: str | None) -> torch.device:
     if name in (None, "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SpecError("--device cuda, but no CUDA GPU is available here", hint="use --device cpu or auto")
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _has_mps() else "cpu")
+    available, needs = _DEVICES.get(name, (lambda: True, ""))
+    if not available():
+        raise SpecError(f"device {name!r} needs {needs}, and none is available here",
+                        hint="use --device cpu, or auto to take the best one here")
     return torch.device(name)
 
 
@@ -85,6 +102,39 @@ def seed_everything(seed: int) -> None:
 def plain(info: dict) -> dict:
     """Data-set info as plain JSON data, safe for a weights_only checkpoint."""
     return json.loads(json.dumps(info, default=str))
+
+
+class _Paused(Exception):
+    """Raised from `Session.batches` between two steps when a stop was asked for."""
+
+    def __init__(self, position: dict):
+        super().__init__("paused")
+        self.position = position
+
+
+class _StopRequests:
+    """While installed, the first Ctrl-C (SIGINT) only asks the run to stop at the next step
+    boundary; a second one raises KeyboardInterrupt at once.  Outside the main thread signal
+    handlers cannot be set, and Ctrl-C acts at once as usual."""
+
+    def __init__(self, progress):
+        self.progress, self.requested, self._previous = progress, False, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.progress.note("stopping after this step (Ctrl-C again to stop at once, without saving)")
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 def state_of(part):
@@ -106,6 +156,21 @@ def load_state(part, state) -> None:
     part.load_state_dict(state)
 
 
+def changed_components(state: dict, config, progress) -> tuple:
+    """The parts a resume must not load: an optimizer or scheduler whose type the command line
+    changed (its state would not fit the new one; the new one starts afresh, and says so)."""
+    recorded = (state.get("spec") or {}).get("train") or {}
+    skip = []
+    for part in ("optimizer", "scheduler"):
+        was = (recorded.get(part) or {}).get("type") if isinstance(recorded.get(part), dict) else None
+        now = getattr(getattr(config, part), "type", None)
+        if was != now and (was is not None or part == "scheduler"):
+            skip.append(part)
+            progress.note(f"train.{part} is now {now or 'none'}, not the checkpoint's {was or 'none'}: "
+                          f"the {part} starts afresh, so the run will not match one never stopped")
+    return tuple(skip)
+
+
 class Session:
     """One training run's shared state.  `history`, `best`, `start_epoch` and `step` are
     the loop's progress; `parts` are what a checkpoint holds besides it."""
@@ -115,12 +180,17 @@ class Session:
         self.dist = dist or Distributed()
         self.device = pick_device(self.config.device)
         self.epochs = self.config.epochs
+        if self.epochs < 1:
+            raise SpecError("train.epochs is 0: there is nothing to train", path="train.epochs",
+                            hint="give --epochs 1 or more")
         seed_everything(self.config.seed)
         self.shuffle_rng = torch.Generator().manual_seed(self.config.seed)
         self.progress = progress if progress is not None else Progress(sys.stderr)
         self.history, self.best, self.start_epoch, self.step = [], None, 0, 0
         self.parts: dict = {}
         self.extra: dict = {}          # more plain data for every checkpoint (the network's name, data info)
+        self.position: dict | None = None   # where a paused run stood inside its next epoch
+        self._stops: _StopRequests | None = None
 
     # -- checkpoints ---------------------------------------------------------
     def payload(self, epoch: int, **extra) -> dict:
@@ -129,36 +199,85 @@ class Session:
                 "shuffle_rng": self.shuffle_rng.get_state(),
                 **{name: state_of(part) for name, part in self.parts.items()}, **self.extra, **extra}
 
-    def restore(self, state: dict) -> None:
-        """Every part, random state and the loop's progress, as the checkpoint left them."""
+    def restore(self, state: dict, source=None, skip: tuple = ()) -> None:
+        """Every part (but those in `skip`), random state and the loop's progress, as the
+        checkpoint (read from `source`) left them, and best.pt brought in line with the best
+        epoch it records."""
         for name, part in self.parts.items():
-            load_state(part, state.get(name))
+            if name not in skip:
+                load_state(part, state.get(name))
         set_rng_state(state["rng"])
         self.shuffle_rng.set_state(state["shuffle_rng"])
         self.start_epoch, self.step = int(state["epoch"]), int(state.get("step") or 0)
         self.history, self.best = list(state.get("history") or []), state.get("best")
+        self.position = state.get("position")
+        self.folder.repair_best(state, source)
+        if self.start_epoch >= self.epochs:
+            raise SpecError(f"the run has trained {self.start_epoch} epochs, and train.epochs is {self.epochs}: "
+                            "there is nothing left to train", path="train.epochs",
+                            hint=f"resume with --epochs {self.start_epoch + 1} or more to train further")
+
+    # -- batches and stops ---------------------------------------------------
+    def partial(self, epoch: int, sums: dict) -> dict:
+        """The loop's running sums for an epoch: `sums` (zeros) at its start, or what a
+        paused run had summed, on the session's device."""
+        if self.position is None or self.position["epoch"] != epoch:
+            return sums
+        saved = self.position["sums"]
+        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in saved.items()}
+
+    def batches(self, epoch: int, data, batch_size: int, shuffle: bool, sums: dict):
+        """Yield (index, (inputs, targets)) for the epoch: this rank's share of each global
+        batch.  A run paused inside this epoch gets the same data order back (the shuffle
+        state at the epoch's start) and continues after the batches it had done.  Between
+        steps, a stop request pauses the run with `sums` (the loop's running sums, updated
+        in place) saved in its position."""
+        first = 0
+        if self.position is not None and self.position["epoch"] == epoch:
+            first = int(self.position["batch"])
+            self.shuffle_rng.set_state(self.position["shuffle_rng"])
+        self.position = None
+        epoch_rng = self.shuffle_rng.get_state()
+        all_batches = data.batches(batch_size, shuffle=shuffle, generator=self.shuffle_rng,
+                                   rank=self.dist.rank, world_size=self.dist.world_size)
+        for i, batch in enumerate(itertools.islice(all_batches, first, None), start=first):
+            yield i, batch
+            if self._stops is not None and self._stops.requested:
+                raise _Paused({"epoch": epoch, "batch": i + 1, "shuffle_rng": epoch_rng, "sums": dict(sums)})
 
     # -- the epoch loop ------------------------------------------------------
     def run(self, loop) -> None:
         """Epochs from where the run stands to the end: after each, a history row, the
-        metrics files and a checkpoint (also best.pt when `loop.update_best` says so)."""
+        metrics files and a checkpoint (also best.pt when `loop.update_best` says so).
+        Ctrl-C pauses between two steps (see the module docstring)."""
         self.folder.write_spec(self.checked.data)
         epoch = self.start_epoch
         try:
-            for epoch in range(self.start_epoch, self.epochs):
-                row = loop.one_epoch(epoch)
-                improved = loop.update_best(row)
-                self.history.append(row)
-                self.folder.write_history(self.history)
-                self.folder.save(self.payload(epoch + 1), best=improved)
-                self.progress.epoch_done(epoch + 1, self.epochs, row)
-                if loop.should_stop():
-                    break
+            with _StopRequests(self.progress) as self._stops:
+                for epoch in range(self.start_epoch, self.epochs):
+                    row = loop.one_epoch(epoch)
+                    improved = loop.update_best(row)
+                    self.history.append(row)
+                    self.folder.write_history(self.history)
+                    self.folder.save(self.payload(epoch + 1), best=improved)
+                    self.progress.epoch_done(epoch + 1, self.epochs, row)
+                    if self._stops.requested and epoch + 1 < self.epochs:
+                        raise TrainingStopped(f"interrupted after epoch {epoch + 1}; {self.folder.last} holds it "
+                                              f"(resume with: specbuild train --resume {self.folder.path})",
+                                              exit_code=130)
+                    if loop.should_stop():
+                        break
+        except _Paused as pause:
+            self.folder.save(self.payload(epoch, position=pause.position))
+            batch = pause.position["batch"]
+            raise TrainingStopped(f"interrupted in epoch {epoch + 1} after step {batch}; {self.folder.last} holds "
+                                  f"the run from there (resume with: specbuild train --resume {self.folder.path})",
+                                  exit_code=130) from None
         except KeyboardInterrupt:
-            self.folder.save(self.payload(epoch, interrupted=True), name="interrupted.pt")
-            raise TrainingStopped(f"interrupted during epoch {epoch + 1}; saved {self.folder.path / 'interrupted.pt'} "
-                                  f"(resume from {self.folder.last} to repeat that epoch)", exit_code=130) from None
+            raise TrainingStopped(f"stopped at once in epoch {epoch + 1}, without saving; {self.folder.kept()}",
+                                  exit_code=130) from None
         finally:
+            self._stops = None
             self.folder.plot(self.history)
 
     def stop_if_not_finite(self, value, epoch: int, step: int, what: str = "the loss") -> None:

@@ -31,7 +31,8 @@ from .evaluate import evaluate_model, loss_model, run_metrics
 from .objectives import build_objectives, check_labels, infer_task, objective_loss, probability_nodes
 from .optim import make_optimizer, make_scheduler, step_scheduler
 from .run_folder import RunFolder
-from .session import Distributed, Run, Session, TrainingStopped, plain
+from .gan import GanLoop
+from .session import Distributed, Run, Session, TrainingStopped, changed_components, plain
 
 
 def command_line_overrides(spec_data: dict, data=None, epochs=None, batch_size=None, lr=None, seed=None,
@@ -49,33 +50,50 @@ def command_line_overrides(spec_data: dict, data=None, epochs=None, batch_size=N
 
 def _checkpoint_path(resume: str) -> str:
     if os.path.isdir(resume):
-        for name in ("last.pt", "interrupted.pt"):
+        for name in ("last.pt", "interrupted.pt"):     # interrupted.pt: written by 0.1.0 on Ctrl-C
             if os.path.exists(os.path.join(resume, name)):
                 return os.path.join(resume, name)
         raise SpecError(f"{resume} holds no checkpoint (last.pt)", file=resume, hint="pass a run folder or a .pt file")
     return resume
 
 
+def _same_model(given, recorded: dict, path: str) -> None:
+    """With --resume, a spec given too must describe the checkpoint's model (its train section
+    may differ: the checkpoint's own, with the command line's options, is what continues)."""
+    given = load_spec(given)
+    for key in sorted(set(given.data) | set(recorded), key=str):
+        if key not in ("train", "doc") and given.data.get(key) != recorded.get(key):
+            raise SpecError(f"--resume continues the run in {path}, whose spec differs from this one at {key!r}",
+                            file=given.file, path=str(key),
+                            hint="drop the spec to continue that run as it was, or train this spec as a new run")
+
+
 def train(spec, *, data=None, data_root=None, epochs=None, batch_size=None, lr=None, overrides=None,
           device=None, seed=None, out=None, resume=None, limit=None, download=True, progress=None) -> Run:
     """Train a spec (path, text, dict or Spec) as its `train` section says; returns history and model.
-    With `resume`, the checkpoint's own spec is used and `spec` may be None."""
-    state = None
+    With `resume`, the checkpoint's own spec is used; `spec` may be None, or must describe the
+    same model."""
+    state = source = resuming = None
     if resume is not None:
-        path = _checkpoint_path(resume)
-        state = load_checkpoint(path)
+        source = _checkpoint_path(resume)
+        state = load_checkpoint(source)
+        if not isinstance(state.get("spec"), dict):
+            raise SpecError("this checkpoint holds no spec to rebuild its model from", file=source,
+                            hint="resume from a checkpoint written by specbuild train")
+        if spec is not None:
+            _same_model(spec, state["spec"], source)
         spec = state["spec"]
-        out = out or os.path.dirname(os.path.abspath(path))
+        resuming = os.path.dirname(os.path.abspath(source))
+        out = out or resuming
     spec = load_spec(spec)
     cli = command_line_overrides(spec.data, data, epochs, batch_size, lr, seed, device, limit)
     checked = check(spec, overrides={**(overrides or {}), **cli})
     dist = Distributed.from_env()
-    folder = RunFolder.create(out, checked.data["name"], writer=dist.is_writer)
+    folder = RunFolder.create(out, checked.data["name"], writer=dist.is_writer, resuming=resuming)
     loader = dict(root=data_root, download=download)
-    if checked.train.is_gan:
-        from .gan import GanLoop
-        return GanLoop(checked, folder, loader, progress).run(state)
-    return Trainer(checked, folder, dist, loader, progress).run(state)
+    loop = GanLoop(checked, folder, loader, progress) if checked.train.is_gan else \
+        Trainer(checked, folder, dist, loader, progress)
+    return loop.run(state, source)
 
 
 class Trainer:
@@ -104,10 +122,10 @@ class Trainer:
         session.parts = {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler}
         session.extra = {"network": self.network, "data_info": plain(self.bundle.info)}
 
-    def run(self, state=None) -> Run:
+    def run(self, state=None, source=None) -> Run:
         session = self.session
         if state is not None:
-            session.restore(state)
+            session.restore(state, source, skip=changed_components(state, self.config, session.progress))
             self._check_schedule_length(state)
         session.run(self)
         return Run(session.history, self.trained_model(), session.folder.path, session.best, self.task,
@@ -130,22 +148,20 @@ class Trainer:
         session, config = self.session, self.config
         started = time.perf_counter()
         self.model.train()
-        total, total_cpu, count = torch.zeros((), device=session.device), 0.0, 0
+        sums = session.partial(epoch, {"total": torch.zeros((), device=session.device), "total_cpu": 0.0, "count": 0})
         check_each_step = session.device.type == "cpu"   # a sync per step is free on the CPU, not on a GPU
         dist, batch_size = session.dist, config.data.batch_size
-        batches = self.train_data.batches(batch_size, shuffle=config.data.shuffle, generator=session.shuffle_rng,
-                                          rank=dist.rank, world_size=dist.world_size)
         session.progress.epoch_start(epoch + 1, session.epochs,
                                      self.train_data.num_batches(batch_size, world_size=dist.world_size))
-        for i, (inputs, targets) in enumerate(batches):
+        for i, (inputs, targets) in session.batches(epoch, self.train_data, batch_size, config.data.shuffle, sums):
             self.optimizer.zero_grad(set_to_none=True)
             loss = objective_loss(self.objectives, self.model(*inputs), inputs, targets)
             if check_each_step:
                 value = loss.item()
                 session.stop_if_not_finite(value, epoch, i)
-                total_cpu += value
+                sums["total_cpu"] += value
             else:
-                total += loss.detach()     # summed on the device: no sync per step
+                sums["total"] += loss.detach()     # summed on the device: no sync per step
             loss.backward()
             if config.clip_grad_norm:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(config.clip_grad_norm))
@@ -156,11 +172,12 @@ class Trainer:
                                       f"{session.folder.kept()}") from None
             if self.interval == "step":
                 step_scheduler(self.scheduler, None)
-            count += 1
+            sums["count"] += 1
             session.step += 1
             session.progress.step(i + 1, loss)
         train_seconds = time.perf_counter() - started
-        train_loss = (total.item() + total_cpu) / max(count, 1)
+        count = sums["count"]
+        train_loss = (sums["total"].item() + sums["total_cpu"]) / max(count, 1)
         session.stop_if_not_finite(train_loss, epoch, count - 1)
         row = {"epoch": epoch + 1, "train_loss": train_loss}
         row.update(evaluate_model(self.model, self.test_data, self.objectives, self.metric_names,
