@@ -74,6 +74,15 @@ def resume(folder, progress=None):
                            progress=progress or Progress(sys.stderr, quiet=True))
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_acts():
+    """Ctrl-C raises KeyboardInterrupt here, as at a terminal, even where this suite runs with
+    SIGINT ignored (a background job of a script), which the trainer respects."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(scope="module")
 def unbroken(tmp_path_factory):
     folder = tmp_path_factory.mktemp("unbroken")
@@ -242,3 +251,12 @@ def test_resume_repairs_a_best_pt_left_behind_by_a_kill(tmp_path, unbroken):
 def _repo():
     from conftest import REPO
     return REPO
+
+
+def test_a_run_started_with_ctrl_c_ignored_keeps_ignoring_it(tmp_path, unbroken):
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)      # as `specbuild train ... &` in a script
+    try:
+        train(tmp_path / "run", SignalAt((1, 3)))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert_same_as_unbroken(tmp_path / "run", unbroken)

@@ -32,7 +32,9 @@ import torch
 from specbuild.training.checkpoint import CheckpointError, load_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
-DEADLINE_S = 90          # any single wait on a subprocess; far above what a healthy run needs
+# any single wait on a subprocess: a hang guard only.  A healthy wait takes seconds; on a loaded
+# 2-core machine (load 10) training ran ~30x slower than idle, so the guard is far above that
+DEADLINE_S = 600
 
 
 def same_state(a: dict, b: dict) -> bool:
@@ -160,8 +162,11 @@ def start(args, log: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "SPECBUILD_DEBUG"}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     with open(log, "w") as f:
+        # Ctrl-C acts as it does at a terminal even where this suite runs with SIGINT ignored
+        # (a background job of a script), which a child would otherwise inherit
         return subprocess.Popen([sys.executable, "-m", "specbuild.cli.main", *map(str, args)], cwd=REPO, env=env,
-                                stdout=f, stderr=subprocess.STDOUT)
+                                stdout=f, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_until(condition, proc: subprocess.Popen, what: str) -> bool:

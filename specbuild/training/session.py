@@ -121,7 +121,9 @@ class _StopRequests:
         self.progress, self.requested, self._previous = progress, False, None
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        # a process started with Ctrl-C ignored (`cmd &` in a script) keeps ignoring it
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
