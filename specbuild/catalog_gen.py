@@ -12,9 +12,12 @@ A test checks that the checked-in catalog matches the installed torch.
 """
 from __future__ import annotations
 
+import builtins
 import collections.abc
+import fnmatch
 import inspect
 import json
+import keyword
 import sys
 import types
 import typing
@@ -41,6 +44,7 @@ _MANUAL_ARGS = {
     "GRU": dict(_RNN_ARGS),
 }
 _MANUAL_HINTS = {
+    "LPPool1d": {"kernel_size": int},           # F.lp_pool1d multiplies by it: an int, never [k]
     "MultiheadAttention": {"embed_dim": int, "num_heads": int, "dropout": float, "bias": bool,
                            "add_bias_kv": bool, "add_zero_attn": bool, "kdim": typing.Optional[int],
                            "vdim": typing.Optional[int], "batch_first": bool},
@@ -48,6 +52,31 @@ _MANUAL_HINTS = {
 
 NUMBER = {"type": "number"}
 INTEGER = {"type": "integer"}
+INT32_MAX = 2**31 - 1
+
+# Values torch refuses that an argument's type cannot say: class-name pattern -> argument -> JSON
+# Schema keywords, added to each number in the argument's schema (an int, or each int of a list).
+# tests/test_argument_values.py builds each bound's near side and sees torch refuse its far side.
+_INT32 = {"maximum": INT32_MAX}                # the pools take C ints on the CPU
+_LAYER_BOUNDS = {
+    "AvgPool[123]d": {"kernel_size": _INT32, "stride": _INT32, "padding": _INT32,
+                      "divisor_override": {"not": {"const": 0}}},
+    "MaxPool[123]d": {"kernel_size": _INT32, "stride": _INT32, "padding": _INT32, "dilation": _INT32},
+    "LPPool[123]d": {"kernel_size": _INT32, "stride": _INT32, "norm_type": {"not": {"const": 0}}},
+    "BatchNorm[123]d": {"eps": {"exclusiveMinimum": 0}},                           # checked in training
+    "SyncBatchNorm": {"eps": {"exclusiveMinimum": 0}},
+    "CosineSimilarity": {"eps": {"minimum": 0}},
+    "CELU": {"alpha": {"not": {"const": 0}}},
+}
+_OPTIMIZER_BOUNDS = {
+    "*": {"lr": {"minimum": 0}, "eps": {"minimum": 0}, "weight_decay": {"minimum": 0}, "momentum": {"minimum": 0},
+          "lr_decay": {"minimum": 0}, "initial_accumulator_value": {"minimum": 0}, "momentum_decay": {"minimum": 0},
+          "rho": {"minimum": 0, "maximum": 1}, "betas": {"minimum": 0, "exclusiveMaximum": 1}},
+    "SparseAdam": {"lr": {"exclusiveMinimum": 0}, "eps": {"exclusiveMinimum": 0}},
+    "RMSprop": {"alpha": {"minimum": 0}},
+    "Adafactor": {"beta2_decay": {"maximum": 0}, "d": {"minimum": 1}},
+    "Muon": {"eps": None},                       # None: torch takes any value (a later pattern wins)
+}
 
 
 def schema_of(annotation) -> dict:
@@ -93,6 +122,34 @@ def schema_of(annotation) -> dict:
     if origin is collections.abc.Callable:
         return {}
     return {}
+
+
+def with_bounds(schema: dict, bounds: dict, types=("integer", "number")) -> dict:
+    """`schema` with `bounds` (minimum, maximum, not...) on each of its numbers (of `types`) where
+    not set yet: a number, each number of a list, of each branch of an anyOf."""
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: [with_bounds(s, bounds, types) for s in value] if key in ("anyOf", "allOf", "prefixItems") else
+           {k: with_bounds(s, bounds, types) for k, s in value.items()} if key == "properties" else
+           with_bounds(value, bounds, types) if key in ("items", "additionalProperties") else value
+           for key, value in schema.items()}
+    kinds = out.get("type") if isinstance(out.get("type"), list) else [out.get("type")]
+    if any(kind in types for kind in kinds):
+        out.update({key: value for key, value in bounds.items() if key not in out})
+    return out
+
+
+def _bounded(name: str, args: dict, table: dict) -> dict:
+    """The arguments of class `name` with the bounds `table` gives them (its matching patterns, the
+    later over the earlier)."""
+    found = {}
+    for pattern, bounds in table.items():
+        if fnmatch.fnmatchcase(name, pattern):
+            found.update(bounds)
+    for arg, keywords in found.items():
+        if arg in args and keywords:
+            args[arg] = {**args[arg], "schema": with_bounds(args[arg]["schema"], keywords)}
+    return args
 
 
 def _dedupe(parts):
@@ -191,11 +248,12 @@ def build_catalog() -> dict:
                 or not cls.__module__.startswith("torch.nn.modules"):
             continue
         entry = {"target": f"torch.nn.{name}",
-                 "args": describe_args(cls, _MANUAL_ARGS.get(name), _MANUAL_HINTS.get(name)),
+                 "args": _bounded(name, describe_args(cls, _MANUAL_ARGS.get(name), _MANUAL_HINTS.get(name)),
+                                  _LAYER_BOUNDS),
                  "inputs": _forward_arity(cls)}
         if _settable(entry):
             (losses if "Loss" in name else layers)[name] = entry
-    optimizers = {name: {"target": f"torch.optim.{name}", "args": describe_args(cls)}
+    optimizers = {name: {"target": f"torch.optim.{name}", "args": _bounded(name, describe_args(cls), _OPTIMIZER_BOUNDS)}
                   for name, cls in _classes(torch.optim, torch.optim.Optimizer) if name != "Optimizer"}
     sched_base = torch.optim.lr_scheduler.LRScheduler
     schedulers = {name: {"target": f"torch.optim.lr_scheduler.{name}", "args": describe_args(cls)}
@@ -204,7 +262,25 @@ def build_catalog() -> dict:
                                  "LambdaLR", "MultiplicativeLR"}}  # these take Python callables
     schedulers = {name: entry for name, entry in schedulers.items() if _settable(entry)}
     return {"torch_version": torch.__version__.split("+")[0],
-            "layers": layers, "losses": losses, "optimizers": optimizers, "schedulers": schedulers}
+            "layers": layers, "losses": losses, "optimizers": optimizers, "schedulers": schedulers,
+            "names": taken_names()}
+
+
+def taken_names() -> dict:
+    """The names torch takes, that a spec's layers and inputs must leave alone (spec/graph.py's rule).
+
+    module_attributes: what a built model (a GraphModule instance: its class's attributes and those
+    set in __init__, meta, training...) already has, so a layer named so cannot be its submodule.
+    forward_globals: the globals torch.fx's generated forward reads besides Python's builtins (torch,
+    inf, ...), which an input, a parameter of that forward, would hide.  Python's own names (object's
+    attributes, the builtins, the keywords) are left out: they depend on the Python, not on torch.
+    """
+    import torch.fx as fx
+    from torch import nn
+    model = fx.GraphModule(nn.Module(), fx.Graph())
+    python = set(dir(builtins)) | set(keyword.kwlist)
+    return {"module_attributes": sorted(set(dir(model)) - set(dir(object))),
+            "forward_globals": sorted(set(getattr(fx.graph, "_illegal_names", ())) - python)}
 
 
 def render(catalog: dict) -> str:

@@ -8,9 +8,11 @@ path, so `type: os.system` is just an unknown name.  Nothing here imports torch.
 """
 from __future__ import annotations
 
+import builtins
 import inspect
 import json
 import keyword
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,11 @@ CATALOG: dict = json.loads(Path(__file__).with_name("torch_catalog.json").read_t
 
 # Metric names; specbuild.metrics computes them (a test keeps the two in step).
 METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "roc_auc", "mse", "mae", "r2")
+# Names torch takes (catalog_gen reads them from torch; spec/graph.py's naming rule refuses them):
+# the attributes every built model has, which no layer (a submodule) can be named, and the globals
+# the generated forward reads, which no input (a parameter of that forward) may hide.
+MODULE_ATTRIBUTES = frozenset(CATALOG["names"]["module_attributes"]) | frozenset(dir(object))
+FORWARD_GLOBALS = frozenset(CATALOG["names"]["forward_globals"]) | frozenset(dir(builtins)) | {"self"}
 # Scheduler arguments the trainer fills from the run's length when a spec leaves them out.
 FILLED_BY_TRAINER = {"CosineAnnealingLR": ("T_max",)}
 
@@ -80,7 +87,8 @@ def _arg(schema=None, default=inspect.Parameter.empty, **extra) -> dict:
 INT = {"type": "integer"}
 NUM = {"type": "number"}
 DIM = {"type": "integer"}
-DIMS = {"anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}, {"type": "null"}]}
+DIMS = {"anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}, "uniqueItems": True},
+                  {"type": "null"}]}    # torch: "dim 1 appears multiple times in the list of dims"
 NESTED = {"$ref": "#/$defs/nested_layer"}
 
 # name -> (target, args) or (target, args, {further LayerType fields}): how it is called
@@ -139,6 +147,50 @@ _WRAPPERS = {
         "module": _arg(NESTED), "name": _arg({"type": "string"}, "weight"),
         "n_power_iterations": _arg(INT, 1), "eps": _arg(NUM, 1e-12), "dim": _arg({"type": ["integer", "null"]}, None)},
         _AROUND),
+}
+
+
+def _needs_dim(a: dict, given: dict) -> bool:
+    return "keepdim" not in given or a["dim"] is not None
+
+
+def _finite_range(a: dict, given: dict) -> bool:
+    return all(math.isfinite(a[k]) for k in ("lower", "upper")) and a["lower"] <= a["upper"]
+
+
+def _nesterov(a: dict, given: dict) -> bool:
+    return not a["nesterov"] or (a["momentum"] > 0 and a["dampening"] == 0)
+
+
+def _not_max(option: str):
+    def test(a: dict, given: dict) -> bool:
+        return a["mode"] != "max" or not a[option]
+    return test
+
+
+def _no_recompute_with_size(a: dict, given: dict) -> bool:
+    return not a["recompute_scale_factor"] or a["size"] is None
+
+
+_KEEPDIM = (("keepdim", "dim"), _needs_dim, "`keepdim` needs `dim`: torch.{type} takes keepdim only with dims",
+            "name the dims to reduce, e.g. `dim: [1, 2]`, or drop keepdim")
+# What JSON Schema cannot say: a constraint between a type's arguments (a layer's, a tensor
+# function's, an optimizer's).  type -> [(arguments, test, message, hint)]: the validator calls
+# test(the arguments with their defaults, the arguments the spec gives) and, when it returns False,
+# reports the message (formatted with `type` and the arguments) at the first of `arguments` the
+# spec gives.  tests/test_argument_values.py shows torch refusing each.
+ARG_RELATIONS = {
+    "mean": [_KEEPDIM], "sum": [_KEEPDIM],        # amax and amin reduce every dim with dim=()
+    "RReLU": [(("lower", "upper"), _finite_range, "`lower` ({lower}) for {type} must be at most `upper` ({upper}), "
+               "both finite", "e.g. lower: 0.125, upper: 0.333 (torch's defaults)")],
+    "EmbeddingBag": [((option, "mode"), _not_max(option), f"`mode: max` takes no `{option}: true`",
+                      f"drop {option}, or use mode sum or mean") for option in ("scale_grad_by_freq", "sparse")],
+    "Upsample": [(("recompute_scale_factor", "size"), _no_recompute_with_size,
+                  "`recompute_scale_factor: true` goes with `scale_factor`, not with `size`",
+                  "drop recompute_scale_factor, or give scale_factor instead of size")],
+    "SGD": [(("nesterov", "momentum", "dampening"), _nesterov,
+             "`nesterov: true` needs `momentum` above 0 and `dampening` 0 (here {momentum} and {dampening})",
+             "e.g. momentum: 0.9, or drop nesterov")],
 }
 
 

@@ -63,11 +63,11 @@ def test_overrides_reach_the_typed_config():
 
 
 BAD = [
-    (HEAD + "  epochs: -1\n", "<spec>:8:3: train.epochs: `epochs`: -1 is less than the minimum of 0"),
+    (HEAD + "  epochs: -1\n", "<spec>:8:3: train.epochs: `epochs` must be an integer >= 0, not -1"),
     (HEAD + "  data: {dataset: iris, batch_size: 0}\n",
-     "<spec>:8:25: train.data.batch_size: `batch_size`: 0 is less than the minimum of 1"),
+     "<spec>:8:25: train.data.batch_size: `batch_size` must be an integer >= 1, not 0"),
     (HEAD + "  optimizer: {type: Adam, lr: fast}\n",
-     "<spec>:8:27: train.optimizer.lr (Adam): `lr` for Adam must be a number, not 'fast'"),
+     "<spec>:8:27: train.optimizer.lr (Adam): `lr` for Adam must be a number >= 0, not 'fast'"),
     (HEAD + "  scheduler: {type: StepLR, step_size: 2, interval: batch}\n",
      "<spec>:8:43: train.scheduler.interval (StepLR): `interval` must be one of 'epoch', 'step', not 'batch'"),
     (HEAD + "  loss: {type: CrossEntropyLoss, on: fcc}\n",
@@ -75,8 +75,8 @@ BAD = [
     (HEAD + "  loss:\n    - {type: MSELoss, on: fc}\n    - {type: L1Loss, on: fx}\n",
      "<spec>:10:22: train.loss[1].on: loss `on:` names 'fx', which is no layer — did you mean 'x'?"),
     (HEAD + "  early_stopping: {patience: 0}\n",
-     "<spec>:8:20: train.early_stopping.patience: `patience`: 0 is less than the minimum of 1"),
-    (HEAD + "  clip_grad_norm: big\n", "<spec>:8:3: train.clip_grad_norm: `clip_grad_norm` must be a number, not 'big'"),
+     "<spec>:8:20: train.early_stopping.patience: `patience` must be an integer >= 1, not 0"),
+    (HEAD + "  clip_grad_norm: big\n", "<spec>:8:3: train.clip_grad_norm: `clip_grad_norm` must be a number >= 0, not 'big'"),
     (HEAD + "  epoch: 3\n", "<spec>:8:3: train.epoch: unknown key 'epoch' — did you mean 'epochs'?"),
     (GAN + "  discriminator: critic\n  generator: gen\n", "<spec>:16:3: train.generator: train.generator names 'gen', which is no network "
      "— the spec's networks: generator, critic"),

@@ -171,7 +171,7 @@ CASES = [
     ("train-optimizer-arg-typo", TRAIN + "  optimizer: {type: Adam, learning_rate: 0.1}\n",
      8, ["unknown argument 'learning_rate' for Adam"]),
     ("train-optimizer-lr-string", TRAIN + "  optimizer: {type: Adam, lr: fast}\n",
-     8, ["`lr` for Adam must be a number, not 'fast'"]),
+     8, ["`lr` for Adam must be a number >= 0, not 'fast'"]),
     ("train-unknown-scheduler", TRAIN + "  scheduler: {type: StepLr, step_size: 3}\n",
      8, ["unknown scheduler type 'StepLr'", "did you mean 'StepLR'"]),
     ("train-unknown-metric", TRAIN + "  metrics: [accuracy, acuracy]\n",
@@ -179,7 +179,7 @@ CASES = [
     ("train-key-epoch", TRAIN + "  epoch: 3\n",
      8, ["unknown key 'epoch'", "did you mean 'epochs'"]),
     ("train-epochs-negative", TRAIN + "  epochs: -1\n",
-     8, ["-1 is less than the minimum of 0"]),
+     8, ["`epochs` must be an integer >= 0, not -1"]),
     ("train-data-key-typo", TRAIN + "  data: {dataset: mnist, batchsize: 3}\n",
      8, ["unknown key 'batchsize'", "did you mean 'batch_size'"]),
     # --- shapes -------------------------------------------------------------------------

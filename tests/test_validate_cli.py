@@ -100,7 +100,7 @@ def test_set_dotted_key_overrides_any_value(cli):
     assert {**changed.data, "train": {**changed.data["train"], "epochs": 5}} == plain.data
     bad = cli("validate", cnn, "--set", "train.epochs=-3")
     assert bad.rc == 1
-    assert bad.err == f"{cnn}:{epochs_line}:3: train.epochs: `epochs`: -3 is less than the minimum of 0\n"
+    assert bad.err == f"{cnn}:{epochs_line}:3: train.epochs: `epochs` must be an integer >= 0, not -3\n"
     typo = cli("validate", cnn, "--set", "train.epoch=3")
     assert typo.rc == 1
     assert typo.err == f"{cnn}:21:1: train.epoch: unknown key 'epoch' — did you mean 'epochs'?\n"

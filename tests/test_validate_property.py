@@ -505,14 +505,14 @@ def test_every_rule_with_odd_arguments():
 REGRESSIONS = [
     # (layer, input shape, fragment of the message)
     ("{type: Upsample, scale_factor: .inf}", "[2, 8, 8]", "scale_factor must be a positive number"),
-    ("{type: Upsample, scale_factor: .nan}", "[2, 8, 8]", "scale_factor must be a positive number"),
+    ("{type: Upsample, scale_factor: .nan}", "[2, 8, 8]", "not nan — NaN is no value torch can use here"),
     ("{type: Upsample, scale_factor: 1e308}", "[2, 8, 8]", "too large"),
-    ("{type: Upsample, scale_factor: 1" + "0" * 400 + "}", "[2, 8, 8]", "too large"),
+    ("{type: Upsample, scale_factor: 1" + "0" * 400 + "}", "[2, 8, 8]", "out of the range of torch's 64-bit integers"),
     ("{type: slice, at: '[" + "9" * 5000 + "]'}", "[5, 4]", "too large"),
     ("{type: sum, dim: 1.0}", "[4, 4]", "must be an int, not 1.0"),
     ("{type: mean, dim: 0.0}", "[4, 4]", "must be an int, not 0.0"),
     ("{type: Linear, out_features: .inf}", "[4]", "must be an integer"),
-    ("{type: Dropout, p: .nan}", "[4]", "probability"),
+    ("{type: Dropout, p: .nan}", "[4]", "`p` for Dropout must be a number, not nan"),
 ]
 
 

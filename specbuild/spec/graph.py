@@ -8,10 +8,13 @@ references and cycles (networkx), and orders each graph topologically.
 """
 from __future__ import annotations
 
+import builtins
+import keyword
 from dataclasses import dataclass, field
 
 import networkx as nx
 
+from .. import registry
 from ..errors import Problem, did_you_mean
 from ..inputs import Input, parse_input
 from ..registry import lookup
@@ -61,8 +64,10 @@ def _is_str(value) -> bool:
 
 def build_graphs(data: dict, spec, problems: list[Problem]) -> SpecGraphs:
     """Graphs of a schema-checked spec; problems found are appended to `problems`."""
+    _check_name(data.get("name"), "spec", ("name",), spec, problems)
     blocks = {}
     for name, block in (data.get("blocks") or {}).items():
+        _check_name(name, "block", ("blocks", name), spec, problems)
         if lookup(name) is not None:
             problems.append(spec.problem(f"block name {name!r} is already a layer type", ("blocks", name),
                                          hint="rename the block"))
@@ -80,6 +85,7 @@ def build_graphs(data: dict, spec, problems: list[Problem]) -> SpecGraphs:
             problems.append(spec.problem("a spec has either top-level inputs/layers or networks, not both",
                                          ("networks",), hint="move the top-level layers into a network"))
         for name, net in data["networks"].items():
+            _check_name(name, "network", ("networks", name), spec, problems)
             networks[name] = _graph(name, ("networks", name), net, _inputs(net.get("inputs"), ("networks", name), spec, problems),
                                     spec, problems, block_names)
     elif "layers" in data:
@@ -107,6 +113,11 @@ def _inputs(raw, base: tuple, spec, problems) -> dict[str, Input]:
 def _graph(name, base, raw, inputs, spec, problems, block_names, is_block=False) -> Graph:
     nodes: dict[str, Node] = {}
     seen: dict[str, tuple] = {n: i.path for n, i in inputs.items()}
+    for input_name, given_input in inputs.items():
+        _check_name(input_name, "input", given_input.path, spec, problems)
+    if isinstance(raw.get("outputs"), dict):
+        for key in raw["outputs"]:
+            _check_name(key, "output", base + ("outputs", key), spec, problems)
     layers = raw.get("layers") or []
     previous = next(iter(inputs)) if len(inputs) == 1 else None
     for index, layer in enumerate(layers):
@@ -116,6 +127,7 @@ def _graph(name, base, raw, inputs, spec, problems, block_names, is_block=False)
         type_name = layer.get("type")
         given = layer.get("name")
         node_name = given if _is_str(given) else _made_up_name(type_name or "layer", index, seen)
+        _check_name(given, "layer", path + ("name",), spec, problems, node=node_name)
         if node_name in seen:
             first = spec.locate(seen[node_name])[0]
             problems.append(spec.problem(f"duplicate name {node_name!r} (first used on line {first})", path + ("name",),
@@ -140,6 +152,43 @@ def _graph(name, base, raw, inputs, spec, problems, block_names, is_block=False)
     _check_refs(graph, spec, problems)
     graph.order = _order(graph, spec, problems)
     return graph
+
+
+# --- the naming rule ------------------------------------------------------------------------------
+# Every name a spec gives is a Python identifier (the schema says so) and no Python keyword: the
+# generated forward and the built model are Python.  A layer's name becomes an attribute of the
+# built model (its submodule, `model.fc1`), so it cannot be one the model already has (`to`, `eval`,
+# `training`, `graph`: registry.MODULE_ATTRIBUTES, read from torch), and, as every node's name is
+# a variable of the generated `forward(self, ...)`, not `self`.  An input's name becomes a parameter
+# of that forward, so it is not `self` either and hides none of the names that forward's code reads
+# (Python's builtins such as `slice`, and torch.fx's `torch`, `inf`...).
+# Soft keywords (`match`, `case`, `_`) are ordinary names to Python and allowed.
+_NAMED = {"layer": "a layer", "input": "an input", "output": "an output", "block": "a block",
+          "network": "a network", "spec": "a spec"}
+
+
+def _name_taken(name: str, role: str) -> str | None:
+    """Why `name` cannot name a `role` (a key of _NAMED), or None when it can."""
+    if keyword.iskeyword(name):
+        return "it is a Python keyword"
+    if role == "layer" and name in registry.MODULE_ATTRIBUTES:
+        return "every built model (a torch.fx.GraphModule) already has an attribute of that name"
+    if role in ("layer", "input") and name == "self":
+        return "the generated forward(self, ...) has its own `self`"
+    if role == "input" and name in registry.FORWARD_GLOBALS:
+        hidden = "Python's builtin" if hasattr(builtins, name) else "the global"
+        return f"as a parameter of the generated forward it would hide {hidden} {name!r}, which that code may use"
+    return None
+
+
+def _check_name(name, role: str, path: tuple, spec, problems: list, node: str | None = None) -> None:
+    why = _name_taken(name, role) if _is_str(name) else None
+    if why is not None:
+        fixed = name + "_"
+        while _name_taken(fixed, role):
+            fixed += "_"
+        problems.append(spec.problem(f"{name!r} cannot name {_NAMED[role]}: {why}", path, node=node,
+                                     hint=f"rename it, e.g. {fixed!r}"))
 
 
 def default_name(type_name, index: int) -> str:

@@ -16,11 +16,11 @@ import json
 import os
 import re
 import stat
-from dataclasses import dataclass
 
 import yaml
 
-from ..errors import Problem, SpecError
+from ..errors import SpecError
+from .source_map import Spec, format_path
 
 __all__ = ["Spec", "load_spec", "format_path"]
 
@@ -38,46 +38,12 @@ _TAG_HINT = ("remove the tag: a spec is data, and only the standard tags "
              "!!str, !!int, !!float, !!bool, !!null, !!map and !!seq are allowed")
 
 
-@dataclass
-class Spec:
-    data: dict
-    file: str | None
-    positions: dict[tuple, tuple[int, int]]
-    text: str | None = None
-
-    def locate(self, path: tuple) -> tuple[int | None, int | None]:
-        """(line, col) of `path`, or of its nearest located ancestor; (None, None) if unknown."""
-        path = tuple(path)
-        while True:
-            if path in self.positions:
-                return self.positions[path]
-            if not path:
-                return (None, None)
-            path = path[:-1]
-
-    def problem(self, message, path=(), node=None, hint=None, severity="error") -> Problem:
-        """A Problem with file/line/column filled in from `path`."""
-        line, column = self.locate(path)
-        return Problem(message, file=self.file, line=line, column=column,
-                       path=format_path(path), node=node, hint=hint, severity=severity, key=tuple(path))
-
-
-def format_path(path: tuple) -> str:
-    """("layers", 4, "out_features") -> "layers[4].out_features"."""
-    out = ""
-    for part in path:
-        if isinstance(part, int) and not isinstance(part, bool):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
 def load_spec(source, *, max_bytes=10_000_000, max_depth=64, max_nodes=200_000) -> Spec:
     """Load a spec from a Spec, a dict, a path or a YAML/JSON text; SpecError on any failure."""
     if isinstance(source, Spec):
         return source
     if isinstance(source, dict):
+        _check_tree(source, max_depth, max_nodes)
         try:
             return Spec(copy.deepcopy(source), None, {})
         except Exception as e:     # an uncopyable object in a hand-made dict
@@ -117,13 +83,44 @@ def load_spec(source, *, max_bytes=10_000_000, max_depth=64, max_nodes=200_000) 
     return Spec(data, file, positions, text)
 
 
+def _check_tree(data: dict, max_depth: int, max_nodes: int) -> None:
+    """A dict from Python may hold what no text can: a value that contains itself, or a tree
+    deeper or larger than a text may be.  Walked with an explicit stack, so nothing recurses."""
+    stack, count = [(data, (), ())], 0       # a value, its path, the ids of the containers above it
+    while stack:
+        value, path, above = stack.pop()
+        if not isinstance(value, (dict, list)):
+            continue
+        if id(value) in above:
+            again = format_path(path[:above.index(id(value))])
+            again = f"`{again}`" if again else "the whole spec"
+            raise SpecError(f"the spec contains itself: this value is {again} again", path=format_path(path),
+                            hint="a spec is plain data, a tree: copy the value instead of referring back to it")
+        if len(path) >= max_depth:
+            raise SpecError(f"nested too deeply (more than {max_depth} levels)", path=format_path(path))
+        count += len(value)
+        if count > max_nodes:
+            raise SpecError(f"the spec is too large (more than {max_nodes} values)", path=format_path(path))
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        stack.extend((child, path + (key,), above + (id(value),)) for key, child in reversed(list(items)))
+
+
+_NOT_FILES = {stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a character device",
+              stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+
+
 def _read_file(file: str, max_bytes: int) -> str:
-    # Refuse by size before reading; then read at most max_bytes + 1 in case
-    # the size lied (a growing file, a device such as /dev/zero).
+    # Refuse what is no regular file before opening it (a FIFO's open waits for a writer, a
+    # terminal's read for a user), and a file by its size before reading; then read at most
+    # max_bytes + 1 in case the size lied (a file still growing).
     try:
         st = os.stat(file)
         if stat.S_ISDIR(st.st_mode):
             raise SpecError("is a directory, not a spec file", file=file)
+        if not stat.S_ISREG(st.st_mode):
+            kind = _NOT_FILES.get(stat.S_IFMT(st.st_mode), "no regular file")
+            raise SpecError(f"is {kind}, not a spec file", file=file,
+                            hint="specbuild reads regular files only: save the spec to a file first")
         if st.st_size > max_bytes:
             raise SpecError(f"the file is too large ({st.st_size} bytes; the limit is "
                             f"{max_bytes})", file=file)

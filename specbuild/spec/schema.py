@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from .. import registry
+from ..catalog_gen import with_bounds
 from ..inputs import DTYPES
 from ..shapes.core import INFERRED_ARGS
 
@@ -33,6 +34,9 @@ LAYER_KEYS = {
     "doc": {"type": "string"},
 }
 TRAIN_KEYS_MATCHING_ARGS = ("on", "target", "weight")
+# torch's integers are 64-bit: every integer a spec gives torch is bounded so (the values of
+# `params:` are not: they are checked where they are used).
+INT64 = {"minimum": -2**63, "maximum": 2**63 - 1}
 
 
 def _with_variables(schema: dict) -> dict:
@@ -103,6 +107,7 @@ def build_schema(types: dict | None = None, *, dispatch: bool = True) -> dict:
     for name, entry in types.items():
         defs[f"layer.{name}"] = _args_def(entry.args, INFERRED_ARGS.get(name, ()), LAYER_KEYS)
     defs.update(_train_defs())
+    defs = {name: with_bounds(schema, INT64, types=("integer",)) for name, schema in defs.items()}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -132,7 +137,7 @@ def build_schema(types: dict | None = None, *, dispatch: bool = True) -> dict:
 
 def _train_defs() -> dict:
     catalog = registry.CATALOG
-    number, integer, positive = {"type": "number"}, {"type": "integer"}, {"type": "integer", "minimum": 1}
+    integer, positive = {"type": "integer"}, {"type": "integer", "minimum": 1}
     defs = {
         "train": {"type": "object", "additionalProperties": False, "properties": {
             "task": {"enum": ["classification", "regression", "reconstruction", "multi_output", "gan"]},
@@ -144,8 +149,9 @@ def _train_defs() -> dict:
             "metrics": {"type": "array", "items": {"enum": list(registry.METRIC_NAMES)}},
             "monitor": {"type": "string", "description": "Metric that picks the best checkpoint, e.g. val_accuracy."},
             "early_stopping": {"type": "object", "additionalProperties": False,
-                               "properties": {"patience": positive, "min_delta": number}},
-            "clip_grad_norm": number,
+                               "properties": {"patience": positive, "min_delta": {"type": "number", "minimum": 0}}},
+            "clip_grad_norm": {"type": "number", "minimum": 0,
+                               "description": "Clip the gradients' norm to this value; 0: no clipping."},
             "seed": integer,
             "device": {"enum": ["auto", "cpu", "cuda", "mps"]},
             "generator": {"$ref": "#/$defs/identifier"},
@@ -154,13 +160,13 @@ def _train_defs() -> dict:
         }},
         "data": {"anyOf": [{"type": "string"}, {"type": "object", "additionalProperties": False, "properties": {
             "dataset": {"type": "string"}, "batch_size": positive, "normalize": {"enum": ["standard", "unit", "symmetric"]},
-            "limit": positive, "val_split": number, "target": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+            "limit": positive, "val_split": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}, "target": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
             "test": {"type": "string"}, "root": {"type": "string"}, "shuffle": {"type": "boolean"},
             "path": {"type": "string"}, "samples": positive, "seed": integer, "num_embeddings": positive,
             "task": {"enum": ["classification", "regression"]}}}]},
     }
     for group, def_name, extra in (("losses", "loss", {"on": {"$ref": "#/$defs/ref"}, "target": {"type": "string"},
-                                                        "weight": number}),
+                                                        "weight": {"type": "number", "minimum": 0}}),
                                    ("optimizers", "optimizer", {}),
                                    ("schedulers", "scheduler", {"interval": {"enum": ["epoch", "step"]}})):
         defs[def_name] = {"type": "object", "required": ["type"],

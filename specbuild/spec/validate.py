@@ -6,6 +6,7 @@ well-formed data, so one typo does not cascade into a page of noise.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -13,9 +14,10 @@ import jsonschema
 
 from .. import registry
 from ..errors import Problem, SpecError, did_you_mean
-from .graph import SpecGraphs, ancestors_of_outputs, build_graphs, default_name
+from .graph import SpecGraphs, ancestors_of_outputs, build_graphs
 from .loader import Spec, load_spec
 from .schema import build_schema
+from .schema_errors import node_name, translate, wide_integers
 from .train_config import TrainConfig, parse_train
 from .variables import apply_overrides, substitute
 
@@ -41,8 +43,10 @@ def check(spec, *, overrides: dict | None = None, shapes: bool = True) -> Checke
     problems: list[Problem] = []
     data = apply_overrides(spec.data, overrides) if overrides else spec.data
     data = substitute(data, spec, problems)
-    bad_variables = {p.key for p in problems}   # their schema errors would only repeat them
-    problems += [p for p in schema_problems(data, spec) if p.key not in bad_variables]
+    problems += wide_integers(data, spec)
+    # the schema's errors for a bad variable or too wide an integer (or the list holding it) repeat them
+    covered = {p.key for p in problems} | {p.key[:-1] for p in problems if p.key and isinstance(p.key[-1], int)}
+    problems += [p for p in schema_problems(data, spec) if p.key not in covered]
     graphs = SpecGraphs({}, {})
     if not problems:
         graphs = build_graphs(data, spec, problems)
@@ -63,7 +67,7 @@ def check(spec, *, overrides: dict | None = None, shapes: bool = True) -> Checke
         problems += lint(checked)
     for problem in problems:
         if problem.node is None:
-            problem.node = _node_name(data, problem.key)[0]
+            problem.node = node_name(data, problem.key)[0]
     errors = [p for p in problems if p.severity == "error"]
     checked.warnings = [p for p in problems if p.severity != "error"]
     if errors:
@@ -79,17 +83,28 @@ def _sorted(problems: list[Problem]) -> list[Problem]:
     return sorted(problems, key=lambda p: (p.line or 0, p.column or 0))
 
 
+def _is_number(checker, value) -> bool:
+    """JSON has no NaN, and no argument torch takes means it: YAML's `.nan` is not a number here."""
+    return jsonschema.Draft202012Validator.TYPE_CHECKER.is_type(value, "number") and not (
+        isinstance(value, float) and math.isnan(value))
+
+
+_SpecValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("number", _is_number))
+
+
 class _Validators:
     """The spec schema without per-type dispatch, plus one validator per layer type's arguments."""
 
     def __init__(self):
         self.schema = build_schema(dispatch=False)
-        self.whole = jsonschema.Draft202012Validator(self.schema)
+        self.whole = _SpecValidator(self.schema)
         self.by_type: dict = {}
 
     def for_type(self, type_name: str):
         if type_name not in self.by_type:
-            self.by_type[type_name] = jsonschema.Draft202012Validator(
+            self.by_type[type_name] = _SpecValidator(
                 {"$ref": f"#/$defs/layer.{type_name}", "$defs": self.schema["$defs"]})
         return self.by_type[type_name]
 
@@ -109,7 +124,7 @@ def schema_problems(data: dict, spec: Spec) -> list[Problem]:
                 errors.append(error)
     problems, seen = [], set()
     for error in errors:
-        for problem in _translate(error, data, spec):
+        for problem in translate(error, data, spec):
             marker = (problem.path, problem.message)
             if marker not in seen:
                 seen.add(marker)
@@ -142,138 +157,6 @@ def _layer_nodes(data: dict):
                 yield from layers_of(graph, (group, name))
 
 
-def _node_name(data, path) -> tuple[str | None, str | None]:
-    """(name, type) of the layer (or loss/optimizer) a path lies in."""
-    value, name, type_name = data, None, None
-    for i, key in enumerate(path):
-        try:
-            value = value[key]
-        except (KeyError, IndexError, TypeError):
-            break
-        if isinstance(value, dict) and i > 0 and (path[i - 1] == "layers" or key in ("loss", "optimizer", "scheduler")):
-            type_name = value.get("type") if isinstance(value.get("type"), str) else None
-            given = value.get("name")
-            name = given if isinstance(given, str) else (
-                default_name(type_name, key) if type_name and isinstance(key, int) else type_name)
-    return name, type_name
-
-
-def _describe(schema: dict) -> str:
-    """A schema fragment in words: 'an integer or a list of 2 integers'."""
-    if not isinstance(schema, dict):
-        return "a value"
-    if "anyOf" in schema:
-        parts = [_describe(s) for s in schema["anyOf"] if s.get("$ref") != "#/$defs/variable"]
-        return " or ".join(dict.fromkeys(parts))
-    if "enum" in schema:
-        return "one of " + ", ".join(repr(v) for v in schema["enum"])
-    if "const" in schema:
-        return repr(schema["const"])
-    if "$ref" in schema:
-        return {"#/$defs/identifier": "a name", "#/$defs/ref": "a node name", "#/$defs/refs": "a node name or a list of them",
-                "#/$defs/nested_layer": "a layer (a mapping with `type:`)", "#/$defs/shape": "a shape (a list of sizes)",
-                }.get(schema["$ref"], "a " + schema["$ref"].rsplit("/", 1)[-1])
-    kind = schema.get("type")
-    if kind in ("integer", "number") and ("minimum" in schema or "maximum" in schema):
-        bounds = [f">= {schema['minimum']}"] if "minimum" in schema else []
-        bounds += [f"<= {schema['maximum']:,}"] if "maximum" in schema else []
-        return ("an integer " if kind == "integer" else "a number ") + " and ".join(bounds)
-    words = {"integer": "an integer", "number": "a number", "boolean": "true or false", "string": "a string",
-             "null": "null", "object": "a mapping", "array": "a list"}
-    if isinstance(kind, list):
-        return " or ".join(words.get(k, k) for k in kind)
-    if kind == "array" and "items" in schema:
-        size = schema.get("minItems") if schema.get("minItems") == schema.get("maxItems") else None
-        item = _describe(schema["items"])
-        if item.startswith(("a ", "an ")) and " or " not in item:   # "a node name" -> "node names"
-            item = item.split(" ", 1)[1] + ("es" if item.endswith("s") else "s")
-        return f"a list of {size} {item}" if size else f"a list of {item}"
-    return words.get(kind, "a value")
-
-
-def _show(value) -> str:
-    text = repr(value) if not isinstance(value, (dict, list)) else ("a mapping" if isinstance(value, dict) else "a list")
-    return text if len(text) < 60 else text[:57] + "..."
-
-
-def _translate(error, data, spec) -> list[Problem]:
-    path = tuple(error.absolute_path)
-    name, type_name = _node_name(data, path)
-    owner = f" for {type_name}" if type_name else ""
-    kind = error.validator
-    if kind == "additionalProperties":
-        allowed = list(error.schema.get("properties", {}))
-        extras = [k for k in error.instance if k not in error.schema.get("properties", {})]
-        what = "argument" if type_name and len(path) >= 1 else "key"
-        allowed = [a for a in allowed if a not in ("doc", "type")]
-        return [spec.problem(f"unknown {what} {k!r}{owner}", path + (k,), node=name,
-                             hint=did_you_mean(k, allowed) or "expected one of: " + ", ".join(allowed))
-                for k in extras]
-    if kind == "required":
-        missing = error.message.split("'")[1] if "'" in error.message else error.message
-        what = "argument" if type_name else "key"
-        return [spec.problem(f"missing required {what} {missing!r}{owner}", path, node=name,
-                             hint=f"add `{missing}: ...`")]
-    if kind in ("enum", "const") and path and path[-1] == "type":
-        choices = error.validator_value if kind == "enum" else [error.validator_value]
-        what = next((k for k in reversed(path[:-1]) if isinstance(k, str)), "")   # loss[1].type: "loss", not "1"
-        return [spec.problem(f"unknown {what} type {error.instance!r}".replace("  ", " "),
-                             path, node=name, hint=did_you_mean(error.instance, choices))]
-    if kind in ("enum", "const"):
-        choices = error.validator_value if kind == "enum" else [error.validator_value]
-        return [spec.problem(f"{_field(path)} must be {_describe(error.schema)}, not {_show(error.instance)}", path, node=name,
-                             hint=did_you_mean(error.instance, choices) if isinstance(error.instance, str) else None)]
-    if kind == "anyOf" and error.context and not _is_argument(error.schema) and not _is_name_schema(error.schema):
-        # e.g. `loss:` is one loss or a list: report what is wrong inside the closest branch
-        return _translate_branch(error, data, spec)
-    if kind in ("anyOf", "type") or (kind == "pattern" and error.schema.get("pattern", "").startswith("^[A-Za-z_]")):
-        if kind == "pattern" or (kind == "anyOf" and _is_name_schema(error.schema)):
-            if isinstance(error.instance, str):
-                return [spec.problem(f"{error.instance!r} is not a valid name", path, node=name,
-                                     hint="names are identifiers: letters, digits and _, not starting with a digit")]
-        return [spec.problem(f"{_field(path)}{owner} must be {_describe(error.schema)}, not {_show(error.instance)}",
-                             path, node=name, hint=_type_hint(error.instance, error.schema))]
-    return [spec.problem(f"{_field(path)}{owner}: {error.message}", path, node=name)]
-
-
-def _translate_branch(error, data, spec) -> list[Problem]:
-    """The problems of the anyOf branch meant for this value: one whose type fits it."""
-    branches: dict = {}
-    for sub in error.context:
-        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
-    fitting = [errs for errs in branches.values()
-               if not any(e.validator == "type" and not e.relative_path for e in errs)]
-    chosen = fitting[0] if fitting else [jsonschema.exceptions.best_match(error.context)]
-    return [p for sub in chosen for p in _translate(sub, data, spec)]
-
-
-def _is_argument(schema) -> bool:
-    """An argument schema: its value, or a `${variable}`."""
-    branches = schema.get("anyOf", [])
-    return len(branches) == 2 and branches[1].get("$ref") == "#/$defs/variable"
-
-
-def _is_name_schema(schema) -> bool:
-    return any(s.get("$ref") in ("#/$defs/ref", "#/$defs/identifier") for s in schema.get("anyOf", []))
-
-
-def _field(path) -> str:
-    for key in reversed(path):
-        if isinstance(key, str):
-            return f"`{key}`"
-    return "the value"
-
-
-def _type_hint(value, schema=None) -> str | None:
-    if isinstance(value, str) and (schema or {}).get("type") == "object" and value.isidentifier():
-        return f"write it as a mapping: {{type: {value}}}"
-    if isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit():
-        return "write the number without quotes"
-    if isinstance(value, str) and value.startswith("${"):
-        return "a variable is written ${name} and defined under `params:`"
-    return None
-
-
 def semantic_problems(checked: Checked) -> list[Problem]:
     """What the schema cannot say: arity, nested layers, train references, unreachable layers."""
     spec, data, graphs = checked.spec, checked.data, checked.graphs
@@ -289,13 +172,33 @@ def semantic_problems(checked: Checked) -> list[Problem]:
                 problems.append(spec.problem("`repeat:` chains copies, so the layer must take one input",
                                              node.path + ("repeat",), node=node.name))
             problems += _nested_problems(node.args, node.path, node.name, spec)
+            problems += _relation_problems(node.type, node.args, node.path, node.name, spec)
         needed = ancestors_of_outputs(graph)
         for node in graph.nodes.values():
             if node.name not in needed:
                 problems.append(spec.problem("layer is not used by any output", node.path, node=node.name,
                                              hint="wire it with `in:` or list it in `outputs:`", severity="warning"))
+    for key, entry in (data.get("train") or {}).items():
+        if key in ("optimizer", "scheduler") and isinstance(entry, dict):
+            problems += _relation_problems(entry["type"], _args_of(entry), ("train", key), entry["type"], spec)
     checked.train = parse_train(data.get("train"), graphs, spec, problems)
     return problems
+
+
+def _args_of(entry: dict) -> dict:
+    return {k: v for k, v in entry.items() if k != "type"}
+
+
+def _relation_problems(type_name, args: dict, path: tuple, name, spec) -> list[Problem]:
+    """registry.ARG_RELATIONS: what must hold between a type's arguments, reported at the argument."""
+    relations = registry.ARG_RELATIONS.get(type_name, ())
+    if not relations:
+        return []
+    entry = registry.lookup(type_name)
+    described = entry.args if entry else registry.CATALOG["optimizers"].get(type_name, {}).get("args", {})
+    values = {arg: about.get("default") for arg, about in described.items()} | args
+    return [spec.problem(message.format(type=type_name, **values), path + next(((a,) for a in names if a in args), ()),
+                         node=name, hint=hint) for names, test, message, hint in relations if not test(values, args)]
 
 
 def _arity(type_name, graphs) -> tuple[int, int]:
@@ -328,5 +231,6 @@ def _nested_problems(args: dict, path: tuple, name, spec) -> list[Problem]:
             if registry.lookup(value["type"]) is None:
                 problems.append(spec.problem(f"unknown layer type {value['type']!r}", path + (key, "type"), node=name,
                                              hint=did_you_mean(value["type"], registry.layer_types())))
-            problems += _nested_problems({k: v for k, v in value.items() if k != "type"}, path + (key,), name, spec)
+            problems += _nested_problems(_args_of(value), path + (key,), name, spec)
+            problems += _relation_problems(value["type"], _args_of(value), path + (key,), name, spec)
     return problems
