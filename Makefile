@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test schema clean
+.PHONY: demo test schema clean fuzz
 
 $(BIN)/specbuild: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ demo: $(BIN)/specbuild
 
 test: $(BIN)/specbuild
 	$(BIN)/python -m pytest
+
+# The property test's generator on 20,000 random and mutated specs (make fuzz CASES=50000 SEED=9).
+fuzz: $(BIN)/specbuild
+	$(BIN)/python benchmarks/fuzz.py --cases $(or $(CASES),20000) --seed $(or $(SEED),8)
 
 # After upgrading torch or registering built-in types: regenerate the catalog and the schema.
 schema: $(BIN)/specbuild

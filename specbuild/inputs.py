@@ -29,6 +29,11 @@ class Input:
         return self.dtype in INTEGER_DTYPES
 
     @property
+    def dtype_name(self) -> str:
+        """torch's name of the dtype shape inference assumes: the declared one, else float32."""
+        return DTYPES.get(self.dtype, "float32") if self.dtype is not None else "float32"
+
+    @property
     def shown_dtype(self) -> str:
         """The dtype as the spec reads it: float32 unless it says otherwise."""
         return self.dtype or "float32"

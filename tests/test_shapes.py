@@ -265,7 +265,9 @@ def test_item_picks_one_value():
 
 def test_chunk():
     assert out("chunk", {"chunks": 3, "dim": 1}, (N, 7)) == [(N, 3), (N, 3), (N, 1)]
-    assert out("chunk", {"chunks": 2}, (N, 4)) == [(None, 4), (None, 4)]
+    assert out("chunk", {"chunks": 1}, (N, 4)) == [(N, 4)]
+    with pytest.raises(ShapeError, match="the number of pieces"):   # N=1 gives one piece, N=5 two
+        infer("chunk", {"chunks": 2}, [(N, 4)])
 
 
 def test_mha_weights_and_kdim():

@@ -28,6 +28,19 @@ class ShapeError(Exception):
         super().__init__(message + (f" ({hint})" if hint else ""))
 
 
+class DtypeError(ShapeError):
+    """Input `index` of a `who` (a type name) is `got`, but it needs `want` ("float32 input").
+    For a nested layer, `within` is where it sits in its outer layer ("layers.1", "module")
+    and `via`, when its input came through the nested layers before it, the last of them."""
+
+    def __init__(self, who: str, want: str, got, index: int = 0, hint: str | None = None,
+                 within: str | None = None, via: str | None = None):
+        self.who, self.want, self.got, self.index, self.within, self.via = who, want, got, index, within, via
+        where = f"{within} ({who})" if within else who
+        source = f"{via} gives" if via else f"its input {index} is"
+        super().__init__(f"{where} needs {want}, but {source} {got}", hint)
+
+
 @dataclass
 class Inferred:
     output: tuple | list
@@ -35,11 +48,16 @@ class Inferred:
     params: int
     # parameter name -> shape; compare=False keeps equality to the three fields above
     param_shapes: dict = field(default_factory=dict, compare=False, repr=False)
+    # torch's name of the output's dtype ("float32"); a list, shaped like `output`, for a multi-value
+    dtype: str | list = field(default="float32", compare=False, repr=False)
 
 
 # type name -> (rule function, defaults); filled by the rule modules (imported by the package)
 RULES: dict[str, tuple] = {}
 INFERRED_ARGS: dict[str, tuple[str, ...]] = {}
+# type name -> policy(a, inputs, dtypes, output, params, inner) -> output dtype; filled by `dtypes`
+DTYPE_RULES: dict = {}
+FLOAT32 = "float32"
 
 
 def rule(*names, inferred=(), **defaults):
@@ -57,14 +75,47 @@ def has_rule(type_name: str) -> bool:
     return type_name in RULES
 
 
-def infer(type_name: str, args: dict, inputs: list) -> Inferred:
+def infer(type_name: str, args: dict, inputs: list, dtypes: list | None = None) -> Inferred:
+    """The output shape, filled arguments, parameters and output dtype of one layer.  `dtypes`
+    are its inputs' dtypes (torch's names, lists for multi-values; None in it means float32).
+    Without `dtypes` only the shapes are checked, and the dtype given is torch's default's."""
     if type_name not in RULES:
         raise ShapeError(f"no shape rule for {type_name!r}", did_you_mean(type_name, RULES))
     fn, defaults = RULES[type_name]
     a = Args(type_name, args or {}, defaults)
-    output, shapes = fn(a, [_as_value(x) for x in inputs])
+    values = [_as_value(x) for x in inputs]
+    if dtypes is not None:
+        a.dtypes = [_default_dtype(x, d) for x, d in zip(values, list(dtypes) + [None] * len(values))]
+    output, shapes, *inner = fn(a, values)      # a rule of nested layers also gives their dtype
+    inner = inner[0] if inner else None
     params = sum(math.prod(s) for s in shapes.values())
-    return Inferred(output, a.out, params, dict(shapes))
+    return Inferred(output, a.out, params, dict(shapes), _output_dtype(a, values, output, shapes, inner))
+
+
+def _output_dtype(a, values, output, shapes, inner):
+    given = a.dtypes if a.dtypes is not None else [_default_dtype(x, None) for x in values]
+    policy = DTYPE_RULES.get(a.type)
+    try:
+        if policy is not None:
+            return policy(a, values, given, output, shapes, inner)
+    except DtypeError:
+        if a.dtypes is not None:
+            raise
+    return inner if inner is not None else _like(output, FLOAT32)
+
+
+def _default_dtype(value, dtype):
+    """An input's dtype, float32 where none is given, shaped like the value."""
+    if isinstance(value, list):
+        ds = dtype if isinstance(dtype, list) and len(dtype) == len(value) else [dtype] * len(value)
+        return [_default_dtype(v, d) for v, d in zip(value, ds)]
+    return dtype if isinstance(dtype, str) else FLOAT32
+
+
+def _like(output, dtype):
+    if isinstance(output, list):
+        return [_like(o, dtype) for o in output]
+    return dtype
 
 
 def format_shape(shape) -> str:
@@ -99,6 +150,7 @@ class Args:
             raise ShapeError(f"{type_name} args must be a mapping, not {given!r}")
         self.type = type_name
         self.out = dict(given)
+        self.dtypes: list | None = None  # the inputs' dtypes, set by infer(); None: not checked
         for name in given:
             layer = type_name[:1].isupper()      # torch.nn layers also take device, dtype
             if name not in defaults and "*" not in defaults and not (layer and name in _TORCH_KWARGS):
@@ -232,23 +284,19 @@ def same_dim(a, b):
 def infer_on_meta(factory, args: dict, inputs: list, dtypes=None) -> Inferred:
     """For a type without a rule: build factory(**args) on the meta device, run it
     on meta tensors with two batch sizes (and two sizes for unknown dims) and read
-    off the output shapes; a dim that follows the batch size is "N"."""
+    off the output shapes and dtypes; a dim that follows the batch size is "N".
+    `dtypes` are the inputs' (torch's or the spec's names; None: float32)."""
     import torch
 
     runs = ((2, 5), (3, 7))            # (batch size, stand-in for unknown dims)
     inputs = [_as_value(x) for x in inputs]
-
-    def dtype_of(i):
-        d = dtypes[i] if dtypes and i < len(dtypes) else None
-        return getattr(torch, d) if isinstance(d, str) else d or torch.float32
+    dtypes = [_default_dtype(x, d) for x, d in zip(inputs, list(dtypes or []) + [None] * len(inputs))]
 
     def make(value, dt, n, unknown):
         if isinstance(value, list):
-            return tuple(make(v, dt, n, unknown) for v in value)
+            return tuple(make(v, d, n, unknown) for v, d in zip(value, dt))
         size = [unknown if d is None else n if isinstance(d, str) else d for d in value]
-        if dt.is_floating_point:
-            return torch.empty(size, dtype=dt)
-        return torch.zeros(size, dtype=dt)
+        return torch.zeros(size, dtype=getattr(torch, dt))
 
     def shape_of(out):
         if isinstance(out, torch.Tensor):
@@ -256,6 +304,11 @@ def infer_on_meta(factory, args: dict, inputs: list, dtypes=None) -> Inferred:
         if isinstance(out, (tuple, list)):
             return [shape_of(o) for o in out]
         return out
+
+    def dtype_of(out):
+        if isinstance(out, torch.Tensor):
+            return str(out.dtype).removeprefix("torch.")
+        return [dtype_of(o) for o in out] if isinstance(out, (tuple, list)) else FLOAT32
 
     def merge(a, b, n):
         if isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b):
@@ -267,8 +320,7 @@ def infer_on_meta(factory, args: dict, inputs: list, dtypes=None) -> Inferred:
     try:
         with torch.device("meta"), torch.no_grad():
             module = factory(**(args or {}))
-            outs = [shape_of(module(*[make(x, dtype_of(i), n, u) for i, x in enumerate(inputs)]))
-                    for n, u in runs]
+            outs = [module(*[make(x, d, n, u) for x, d in zip(inputs, dtypes)]) for n, u in runs]
     except ShapeError:
         raise
     except Exception as e:  # torch raises many kinds; the message is what matters
@@ -276,6 +328,5 @@ def infer_on_meta(factory, args: dict, inputs: list, dtypes=None) -> Inferred:
     shapes = {}
     if isinstance(module, torch.nn.Module):
         shapes = {k: tuple(p.shape) for k, p in module.named_parameters()}
-    return Inferred(merge(outs[0], outs[1], (runs[0][0], runs[1][0])), dict(args or {}),
-                    sum(math.prod(s) for s in shapes.values()), shapes)
-
+    return Inferred(merge(shape_of(outs[0]), shape_of(outs[1]), (runs[0][0], runs[1][0])), dict(args or {}),
+                    sum(math.prod(s) for s in shapes.values()), shapes, dtype_of(outs[0]))

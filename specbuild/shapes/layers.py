@@ -246,10 +246,11 @@ def _norm(name, ranks, chan_dim, affine, track, **extra):
         rank(a.type, x, *ranks) if ranks else rank(a.type, x, lo=2)
         c = chan_dim(len(x))
         num = a.check_size("num_features", x[c], "channels", x)
-        spatial = x[c + 1:]
-        if name.startswith("Instance") and known(*spatial) and math.prod(spatial) == 1:
-            raise ShapeError(f"{name} needs more than one spatial element per channel, "
-                             f"but its input is {format_shape(x)}")
+        instance = name.startswith("Instance")   # the values one channel's statistics see:
+        seen = x[c + 1:] if instance else x[:c] + x[c + 1:]     # with N, a batch of 1 is the data's fault
+        if known(*seen) and math.prod(seen) == 1:
+            raise ShapeError(f"{name} needs more than one {'spatial element' if instance else 'value'} "
+                             f"per channel to train, but its input is {format_shape(x)}")
         return x, _affine(a, num, "affine")
 
 
@@ -325,7 +326,8 @@ def _lrn(a, inputs):
 
 # --- dropout and activations ------------------------------------------------------------
 
-_DROPOUT_RANKS = {"Dropout": None, "AlphaDropout": None, "FeatureAlphaDropout": None,
+# the input ranks each dropout takes: any (None), these, or at least (an int: feature dropout)
+_DROPOUT_RANKS = {"Dropout": None, "AlphaDropout": None, "FeatureAlphaDropout": 2,
                   "Dropout1d": (2, 3), "Dropout2d": (3, 4), "Dropout3d": (4, 5)}
 _ACTIVATIONS = {
     "ReLU": dict(inplace=False), "ReLU6": dict(inplace=False), "SELU": dict(inplace=False),
@@ -346,8 +348,11 @@ _ACTIVATIONS = {
 
 def _dropout(a, inputs):
     (x,) = tensor(a.type, inputs)
-    if _DROPOUT_RANKS[a.type]:
-        rank(a.type, x, *_DROPOUT_RANKS[a.type])
+    ranks = _DROPOUT_RANKS[a.type]
+    if isinstance(ranks, int):
+        rank(a.type, x, lo=ranks)
+    elif ranks:
+        rank(a.type, x, *ranks)
     a.prob("p")
     return x, {}
 
@@ -376,8 +381,8 @@ def _activation(a, inputs):
     if t == "PReLU":
         n = a.int("num_parameters")
         c = x[1] if len(x) >= 2 else x[0] if x else None
-        if n != 1 and (isinstance(c, str) or known(c) and c != n):
-            raise ShapeError(f"PReLU.num_parameters is {n} but its input has {c} channels "
+        if n != 1 and (isinstance(c, str) or known(c) and c != n or not x):   # 0-d: no channels
+            raise ShapeError(f"PReLU.num_parameters is {n} but its input has {c if x else 'no'} channels "
                              f"(input shape {format_shape(x)})", "use 1 or the channel count",
                              arg="num_parameters")
         return x, {"weight": (n,)}

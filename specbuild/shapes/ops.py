@@ -63,7 +63,9 @@ def _as_dim(count):
 @rule("flatten", start_dim=1, end_dim=-1)
 def _flatten(a, inputs):
     (x,) = tensor(a.type, inputs)
-    if not x:
+    if not x:                 # a 0-d tensor flattens to [1]; its dims count as one (0 or -1)
+        norm_dim(a["start_dim"], 1, "start_dim", a.type)
+        norm_dim(a["end_dim"], 1, "end_dim", a.type)
         return (1,), NONE
     s = norm_dim(a["start_dim"], len(x), "start_dim", "flatten")
     e = norm_dim(a["end_dim"], len(x), "end_dim", "flatten")
@@ -149,7 +151,9 @@ def _squeeze(a, inputs):
     (x,) = tensor(a.type, inputs)
     dim = a["dim"]
     dims = range(len(x)) if dim is None else dim if isinstance(dim, (list, tuple)) else [dim]
-    drop = {norm_dim(d, len(x), "dim", "squeeze") for d in dims}
+    drop = [norm_dim(d, len(x), "dim", "squeeze") for d in dims]
+    if len(set(drop)) != len(drop):       # [3, -1] of a 4-d input names dim 3 twice
+        raise ShapeError(f"squeeze dim {dim!r} repeats a dim of its {len(x)}-d input", arg="dim")
     return tuple(d for i, d in enumerate(x) if not (i in drop and d == 1)), NONE
 
 
@@ -267,8 +271,13 @@ def _chunk(a, inputs):
     chunks = a.int("chunks", hi=MAX_COUNT)
     d = norm_dim(a["dim"], len(x), "dim", "chunk")
     size = x[d]
-    if not isinstance(size, int):   # unknown size: assume `chunks` pieces of unknown size
-        return [x[:d] + (None,) + x[d + 1:] for _ in range(chunks)], NONE
+    if not isinstance(size, int):   # how many pieces torch makes depends on the size
+        if chunks > 1:
+            raise ShapeError(f"chunk: dim {a['dim']} of {format_shape(x)} is "
+                             f"{'the batch size' if size else 'unknown'}, so the number of pieces "
+                             f"(up to {chunks}) is not known before it runs", arg="dim",
+                             hint="chunk a dim of known size")
+        return [x], NONE
     step = -(-size // chunks)
     sizes = [min(step, size - i) for i in range(0, size, step)] if step else [0] * chunks
     return [x[:d] + (s,) + x[d + 1:] for s in sizes], NONE

@@ -7,7 +7,7 @@ import math
 
 from ..errors import did_you_mean
 from .ops import _flatten, broadcast
-from .core import (REQUIRED, ShapeError, format_shape, infer, known, norm_dim, rank,
+from .core import (REQUIRED, DtypeError, ShapeError, format_shape, infer, known, norm_dim, rank,
                      rule, tensor, too_small)
 
 R = REQUIRED
@@ -147,6 +147,8 @@ def _padding(kind, n):
             if kind == "Circular" and max(lo, hi) > L:
                 too_small(a, x, j, "padding", f"circular pads {lo}, {hi} must be <= {L}")
             out[j] = L + lo + hi
+            if L + min(lo, 0) + min(hi, 0) < 0:        # torch crops first, then pads
+                too_small(a, x, j, "padding", f"pads {lo}, {hi} crop more than {L}")
             if out[j] < 1:
                 too_small(a, x, j, "padding", f"pads {lo}, {hi} leave {out[j]}")
         return tuple(out), {}
@@ -205,33 +207,53 @@ def _embedding(a, inputs):
     if a.type == "Embedding":
         (x,) = tensor(a.type, inputs)
         return x + (dim,), params
-    a.choice("mode", ("sum", "mean", "max"))
+    mode = a.choice("mode", ("sum", "mean", "max"))
     xs = tensor(a.type, inputs, 3, 1)
-    if len(xs[0]) == 2:                  # (bags, bag size)
+    if len(xs[0]) == 2 and len(xs) == 1:       # (bags, bag size)
         return (xs[0][0], dim), params
     if len(xs) < 2 or len(xs[0]) != 1 or len(xs[1]) != 1:
-        raise ShapeError(f"EmbeddingBag takes a 2-d input or a 1-d input and 1-d offsets, "
+        raise ShapeError(f"EmbeddingBag takes a 2-d input alone or a 1-d input and 1-d offsets, "
                          f"not {format_shape(xs[0])}" + (f" and {format_shape(xs[1])}"
                                                          if len(xs) > 1 else ""))
+    if len(xs) == 3:                           # per_sample_weights: one per index
+        if mode != "sum" or not _same_shape(xs[2], xs[0]):
+            raise ShapeError(f"EmbeddingBag's per_sample_weights {format_shape(xs[2])} go with mode "
+                             f"'sum' and the input's shape {format_shape(xs[0])}", arg="mode")
     bags = xs[1][0]
     return ((bags - 1 if a["include_last_offset"] else bags) if known(bags) else None,
             dim), params
 
 
-def nested(a, name, inputs):
-    """Infer a nested layer spec ({"type": ..., args...}) held by arg `name`, and put it
-    back with its inferred sizes filled in."""
+def _same_shape(x, y) -> bool:
+    return len(x) == len(y) and all(p == q or p is None or q is None for p, q in zip(x, y))
+
+
+def nested(a, name, inputs, dtypes=None):
+    """Infer a nested layer spec ({"type": ..., args...}) held by arg `name` on `inputs` (of
+    `dtypes`, the outer layer's own by default), and put it back with its inferred sizes
+    filled in."""
     spec = a[name]
     if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
         raise ShapeError(f"{a.type}.{name} must be a layer spec with a 'type', not {spec!r}",
                          arg=name)
     try:
-        r = infer(spec["type"], {k: v for k, v in spec.items() if k != "type"}, inputs)
+        r = infer(spec["type"], {k: v for k, v in spec.items() if k != "type"}, inputs,
+                  dtypes if dtypes is not None or a.dtypes is None else a.dtypes[:len(inputs)])
     except ShapeError as e:
-        raise ShapeError(f"{a.type}.{name}: {e.message}", e.hint,
-                         f"{name}.{e.arg}" if e.arg else name) from None
+        raise inside(e, f"{a.type}.{name}", name, name) from None
     a.fill(name, {"type": spec["type"], **r.args})
     return r
+
+
+def inside(e: ShapeError, prefix: str, arg: str, within: str, via: str | None = None) -> ShapeError:
+    """A nested layer's error as its outer layer's: "Sequential.layers[1] (Linear): ...", blaming
+    argument `arg`.  A dtype error says `within` where the nested layer sits ("layers[1]") and
+    `via` which nested layer its input came from, when not from the outer layer's input."""
+    if isinstance(e, DtypeError):
+        return DtypeError(e.who, e.want, e.got, e.index, e.hint,
+                          f"{within}.{e.within}" if e.within else within,
+                          f"{within}.{e.via}" if e.via else via)
+    return ShapeError(f"{prefix}: {e.message}", e.hint, f"{arg}.{e.arg}" if e.arg else arg)
 
 
 @rule("Sequential", layers=R)
@@ -240,20 +262,20 @@ def _sequential(a, inputs):
     layers = a["layers"]
     if not isinstance(layers, list) or not layers:
         raise ShapeError("Sequential.layers must be a non-empty list of layers", arg="layers")
-    filled, params, x = [], {}, inputs
+    filled, params, x, dtypes = [], {}, inputs, a.dtypes
     for i, spec in enumerate(layers):
         if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
             raise ShapeError(f"Sequential.layers[{i}] must be a layer spec with a 'type', not {spec!r}", arg="layers")
         try:
-            r = infer(spec["type"], {k: v for k, v in spec.items() if k != "type"}, x)
+            r = infer(spec["type"], {k: v for k, v in spec.items() if k != "type"}, x, dtypes)
         except ShapeError as e:
-            raise ShapeError(f"Sequential.layers[{i}] ({spec['type']}): {e.message}", e.hint,
-                             f"layers.{i}" + (f".{e.arg}" if e.arg else "")) from None
+            raise inside(e, f"Sequential.layers[{i}] ({spec['type']})", f"layers.{i}", f"layers[{i}]",
+                         f"layers[{i - 1}] ({layers[i - 1]['type']})" if i else None) from None
         filled.append({"type": spec["type"], **r.args})
         params.update({f"{i}.{k}": v for k, v in r.param_shapes.items()})
-        x = [r.output]
+        x, dtypes = [r.output], None if a.dtypes is None else [r.dtype]
     a.fill("layers", filled)
-    return x[0], params
+    return x[0], params, r.dtype
 
 
 @rule("weight_norm", module=R, name="weight", dim=0)
@@ -270,7 +292,7 @@ def _weight_norm(a, inputs):
     else:
         d = norm_dim(dim, len(w), "dim", "weight_norm")
         g = tuple(v if i == d else 1 for i, v in enumerate(w))
-    return r.output, {**params, name + "_g": g, name + "_v": w}
+    return r.output, {**params, name + "_g": g, name + "_v": w}, r.dtype
 
 
 @rule("spectral_norm", module=R, name="weight", n_power_iterations=1, eps=1e-12, dim=None)
@@ -282,9 +304,13 @@ def _spectral_norm(a, inputs):
         raise ShapeError(f"spectral_norm: {a['module']['type']} has no parameter {name!r}",
                          did_you_mean(name, r.param_shapes), arg="name")
     a.int("n_power_iterations")
-    if a["dim"] is not None:
-        norm_dim(a["dim"], len(r.param_shapes[name]), "dim", "spectral_norm")
-    return r.output, {(k + "_orig" if k == name else k): v for k, v in r.param_shapes.items()}
+    dim = a["dim"]
+    if dim is not None:
+        norm_dim(dim, len(r.param_shapes[name]), "dim", "spectral_norm")
+        if dim < 0:          # torch's spectral_norm permutes by dim and keeps it among the others
+            raise ShapeError(f"spectral_norm.dim is {dim}; it takes 0 to {len(r.param_shapes[name]) - 1}",
+                             "count the dim from the front", arg="dim")
+    return r.output, {(k + "_orig" if k == name else k): v for k, v in r.param_shapes.items()}, r.dtype
 
 
 # --- distances ---------------------------------------------------------------------------

@@ -4,8 +4,8 @@ MultiheadAttention, the Transformer layers and stacks.  Same contract as
 from __future__ import annotations
 
 from .rearrange import nested
-from .core import (MAX_COUNT, REQUIRED, ShapeError, format_shape, infer, known, rank, rule, same_dim,
-                     tensor)
+from .core import (FLOAT32, MAX_COUNT, REQUIRED, ShapeError, format_shape, infer, known, rank, rule,
+                     same_dim, tensor)
 
 R = REQUIRED
 _GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
@@ -146,7 +146,7 @@ def _mha_params(e, kdim, vdim, bias, bias_kv=False, prefix=""):
       batch_first=False)
 def _mha(a, inputs):
     # query (L, N, E) or (N, L, E) with batch_first or unbatched (L, E); key/value (S, N, *)
-    xs = tensor(a.type, inputs, 8, 1)[:3]       # inputs past value are masks
+    xs = tensor(a.type, inputs, 8, 1)[:3]       # masks(...) checks the inputs past value
     q = xs[0]
     k = xs[1] if len(xs) > 1 else q
     v = xs[2] if len(xs) > 2 else k
@@ -169,8 +169,45 @@ def _mha(a, inputs):
     s = s + a["add_bias_kv"] + a["add_zero_attn"] if known(s) else s if not (
         a["add_bias_kv"] or a["add_zero_attn"]) else None
     weights = ((q[bat],) if batched else ()) + (q[seq], s)
+    masks(a, inputs[3:], {"k": k[seq]}, q[bat] if batched else None, a["num_heads"])
     return [q, weights], _mha_params(e, dims["kdim"], dims["vdim"], a["bias"],
                                      a["add_bias_kv"])
+
+
+# The masks each attention layer takes after its sequences, in torch's order: (name, the lengths
+# it spans).  Two lengths: an attention mask (L, S), or (N * heads, L, S); one: a key padding
+# mask (N, S).  The letters name sequences: s src, t tgt, m memory, k MultiheadAttention's key.
+_ENCODER = [("src_mask", "ss"), ("src_key_padding_mask", "s")]
+_DECODER = [("tgt_mask", "tt"), ("memory_mask", "tm"), ("tgt_key_padding_mask", "t"),
+            ("memory_key_padding_mask", "m")]
+MASKS = {"MultiheadAttention": [("key_padding_mask", "k")], "TransformerEncoderLayer": _ENCODER,
+         "TransformerEncoder": _ENCODER, "TransformerDecoderLayer": _DECODER, "TransformerDecoder": _DECODER,
+         "Transformer": _ENCODER[:1] + _DECODER[:1] + [("memory_mask", "ts"), _ENCODER[1], _DECODER[2],
+                                                        ("memory_key_padding_mask", "s")]}
+
+
+def masks(a, given, lengths: dict, batch, heads):
+    """Check the mask inputs `given` against MASKS: `lengths` maps a letter to its sequence's
+    length; `batch` is the batch dim (None when unbatched); `heads` the attention heads."""
+    names = MASKS[a.type]
+    if len(given) > len(names):
+        raise ShapeError(f"{a.type} takes at most {len(names)} mask(s) after its sequences "
+                         f"({', '.join(n for n, _ in names)}), not {len(given)} inputs more",
+                         "is_causal and need_weights are flags, not inputs")
+    for m, (name, span) in zip(given, names):
+        want = [lengths[c] for c in span]
+        if len(span) == 1:
+            want = ([batch] if batch is not None else []) + want
+        elif len(m) == 3:                    # one mask per sequence and head
+            first = heads if batch is None else batch if heads == 1 else batch * heads if known(batch) else None
+            if first is None and batch is not None and m[0] is not None:
+                raise ShapeError(f"{a.type}: its {name} {format_shape(m)} would need {batch} * {heads} "
+                                 "masks in dim 0", "use a 2-d mask (the same for every sample and head)")
+            want = [first] + want
+        if not _same(tuple(m), tuple(want)):
+            raise ShapeError(f"{a.type}: its {name} is {format_shape(m)} but should be "
+                             f"{format_shape(tuple(want))}" + (" or 3-d, one per sample and head"
+                                                               if len(span) == 2 and len(m) != 3 else ""))
 
 
 _LAYER = dict(d_model=R, nhead=R, dim_feedforward=2048, dropout=0.1, activation="relu",
@@ -181,7 +218,8 @@ def _transformer_layer(decoder):
     @rule("TransformerDecoderLayer" if decoder else "TransformerEncoderLayer",
           inferred=("d_model",), **_LAYER)
     def layer(a, inputs):
-        xs = tensor(a.type, inputs, 8 if decoder else 4, 2 if decoder else 1)  # + masks
+        n = 2 if decoder else 1                      # the sequences; masks follow
+        xs = tensor(a.type, inputs, n + len(MASKS[a.type]) + 1, n)
         x = xs[0]
         batched = rank(a.type, x, 2, 3) == 3
         d = a.check_size("d_model", x[-1], "features", x)
@@ -195,6 +233,7 @@ def _transformer_layer(decoder):
             _second_sequence(a, ("tgt", "memory"), x, m, d, batched,
                              f"{a.type}: memory {format_shape(m)} has {m[-1]} features "
                              f"but d_model is {d} (tgt {format_shape(x)})")
+        seq_masks(a, xs, batched, a.v)
         params = _mha_params(d, d, d, bias, prefix="self_attn.")
         if decoder:
             params.update(_mha_params(d, d, d, bias, prefix="multihead_attn."))
@@ -215,18 +254,35 @@ def _stack(decoder):
     @rule("TransformerDecoder" if decoder else "TransformerEncoder",
           **{name: R}, num_layers=R, norm=None, **extra)
     def stack(a, inputs):
-        xs = tensor(a.type, inputs, 8 if decoder else 4, 2 if decoder else 1)[:2 if decoder else 1]
+        k = 2 if decoder else 1                      # the sequences; masks follow
+        xs = tensor(a.type, inputs, k + len(MASKS[a.type]) + 1, k)
         n = a.int("num_layers", hi=MAX_COUNT)
-        r = nested(a, name, xs)
+        layer = a[name]
+        want = "TransformerDecoderLayer" if decoder else "TransformerEncoderLayer"
+        if isinstance(layer, dict) and layer.get("type") != want:
+            raise ShapeError(f"{a.type}.{name} must be a {want}, not {layer.get('type')!r}", arg=name)
+        r = nested(a, name, xs[:k])
         if r.output != xs[0]:
             raise ShapeError(f"{a.type}: its {name} maps {format_shape(xs[0])} to "
                              f"{format_shape(r.output)}; a stack needs the shape kept",
                              arg=name)
+        seq_masks(a, xs, len(xs[0]) == 3, {"batch_first": False, **a[name]})
         params = {f"layers.{i}.{k}": v for i in range(n) for k, v in r.param_shapes.items()}
-        if a["norm"] is not None:
-            params.update({"norm." + k: v for k, v in
-                           nested(a, "norm", [r.output]).param_shapes.items()})
-        return r.output, params
+        if a["norm"] is None:
+            return r.output, params
+        norm = nested(a, "norm", [r.output], [r.dtype])       # any layer, applied last
+        params.update({"norm." + k: v for k, v in norm.param_shapes.items()})
+        return norm.output, params
+
+
+def seq_masks(a, xs, batched, layer):
+    """The masks after a Transformer part's sequences: src (or tgt and memory), as `layer` (the
+    args of its layer: batch_first, nhead) lays them out."""
+    heads = layer.get("nhead")
+    seq, bat = (1, 0) if layer.get("batch_first") and batched else (0, 1)
+    decoder = "Decoder" in a.type
+    lengths = {"t": xs[0][seq], "m": xs[1][seq]} if decoder else {"s": xs[0][seq]}
+    masks(a, xs[2 if decoder else 1:], lengths, xs[0][bat] if batched else None, heads)
 
 
 for _decoder in (False, True):
@@ -239,22 +295,32 @@ for _decoder in (False, True):
       **{k: v for k, v in _LAYER.items() if k not in ("d_model", "nhead")})
 def _transformer(a, inputs):
     # src (S, N, E), tgt (T, N, E) -> (T, N, E); d_model is inferred when omitted
-    src, tgt = tensor(a.type, inputs, 11, 2)[:2]
+    xs = tensor(a.type, inputs, 2 + len(MASKS[a.type]) + 1, 2)
+    src, tgt = xs[:2]
     batched = rank(a.type, src, 2, 3, what=" src") == 3
     rank(a.type, tgt, len(src), what=" tgt")
     d = a.check_size("d_model", src[-1], "features", src)
     _second_sequence(a, ("src", "tgt"), src, tgt, d, batched,
                      f"Transformer: tgt {format_shape(tgt)} has {tgt[-1]} features but "
                      f"src {format_shape(src)} has {d}")
+    seq, bat = (1, 0) if a["batch_first"] and batched else (0, 1)
+    masks(a, xs[2:], {"s": src[seq], "t": tgt[seq]}, src[bat] if batched else None, a["nhead"])
     layer = {k: a[k] for k in _LAYER if k in a.out or k in ("d_model", "nhead")}
-    params = {}
-    for part, x, ins in (("encoder", src, [src]), ("decoder", tgt, [tgt, src])):
-        if a["custom_" + part] is not None:
-            r = nested(a, "custom_" + part, ins)
+    params, memory = {}, src
+    for part in ("encoder", "decoder"):         # the decoder reads the encoder's output
+        ins = [src] if part == "encoder" else [tgt, memory]
+        custom = a["custom_" + part]
+        if custom is not None:                  # the policy checks src and tgt are float32
+            want = f"Transformer{part.title()}"     # called with its masks as keywords
+            if isinstance(custom, dict) and custom.get("type") != want:
+                raise ShapeError(f"Transformer.custom_{part} must be a {want}, not {custom.get('type')!r}",
+                                 arg="custom_" + part)
+            r = nested(a, "custom_" + part, ins, [FLOAT32] * len(ins))
         else:
             spec = {"type": f"Transformer{part.title()}", "num_layers": a[f"num_{part}_layers"],
                     f"{part}_layer": {"type": f"Transformer{part.title()}Layer", **layer},
                     "norm": {"type": "LayerNorm", "eps": a["layer_norm_eps"], "bias": a["bias"]}}
             r = infer(spec["type"], {k: v for k, v in spec.items() if k != "type"}, ins)
         params.update({f"{part}.{k}": v for k, v in r.param_shapes.items()})
-    return tgt, params
+        memory = r.output
+    return memory, params

@@ -1,10 +1,11 @@
 """Shape inference over a spec's graphs, before any weight exists.
 
 Walks each network in topological order, asking each node's shape rule (see
-`shapes`) for its output shape, the sizes it infers (`in_features`...) and its
-parameter count.  Blocks are inferred with the shapes they are called with,
-`repeat:` chains the rule, `share:` reuses the shared layer's arguments.  A
-mismatch becomes a Problem at the node, naming the upstream node and both shapes.
+`shapes`) for its output shape and dtype, the sizes it infers (`in_features`...) and
+its parameter count.  The inputs' dtypes are those the spec declares (float32 when it
+declares none).  Blocks are inferred with the shapes and dtypes they are called with,
+`repeat:` chains the rule, `share:` reuses the shared layer's arguments.  A mismatch
+becomes a Problem at the node, naming the upstream node and both shapes (or dtypes).
 """
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ from dataclasses import dataclass, field
 from .. import registry
 from ..errors import Problem
 from .graph import Graph, Node
-from ..shapes.core import Inferred, ShapeError, format_shape, has_rule, infer, infer_on_meta
+from ..shapes.core import FLOAT32, DtypeError, Inferred, ShapeError, format_shape, has_rule, infer, infer_on_meta
 
 BATCH = "N"
 
 
 @dataclass
 class NodeShape(Inferred):
-    """A node's inferred output, arguments and parameters; blocks keep their inner nodes."""
+    """A node's inferred output, arguments, parameters and dtype; blocks keep their inner nodes."""
     inner: dict = field(default_factory=dict, compare=False, repr=False)   # node -> NodeShape (blocks, repeats)
 
 
@@ -47,8 +48,9 @@ def infer_shapes(checked) -> list[Problem]:
     checked.expanded_nodes = 0
     for name, graph in checked.graphs.networks.items():
         env = {n: input_shape(i) for n, i in graph.inputs.items()}
+        dtypes = {n: i.dtype_name for n, i in graph.inputs.items()}
         try:
-            checked.shapes[name] = infer_graph(graph, env, checked, problems)
+            checked.shapes[name] = infer_graph(graph, env, checked, problems, dtypes=dtypes)
         except _TooBig:
             problems.append(checked.spec.problem(
                 f"the model expands to more than {MAX_EXPANDED_NODES:,} layers (blocks used inside blocks)",
@@ -57,9 +59,11 @@ def infer_shapes(checked) -> list[Problem]:
     return problems
 
 
-def infer_graph(graph: Graph, env: dict, checked, problems: list[Problem], depth: int = 0) -> dict:
+def infer_graph(graph: Graph, env: dict, checked, problems: list[Problem], depth: int = 0,
+                dtypes: dict | None = None) -> dict:
+    """Each node's NodeShape; `env` holds the inputs' shapes and `dtypes` their dtypes."""
     results: dict[str, NodeShape] = {}
-    env = dict(env)
+    env, dtypes = dict(env), dict(dtypes or {})
     for name in graph.order:
         node = graph.nodes.get(name)
         if node is None:
@@ -70,31 +74,39 @@ def infer_graph(graph: Graph, env: dict, checked, problems: list[Problem], depth
         if any(ref not in env for ref in node.inputs):
             continue   # an upstream node failed and was reported already
         try:
-            results[name] = infer_node(node, graph, [env[r] for r in node.inputs], results, checked, problems, depth)
-            env[name] = results[name].output
+            ins = In([env[r] for r in node.inputs], [dtypes.get(r, FLOAT32) for r in node.inputs])
+            results[name] = infer_node(node, graph, ins, results, checked, problems, depth)
+            env[name], dtypes[name] = results[name].output, results[name].dtype
         except _Failed:
             continue
     return results
 
 
-def infer_node(node: Node, graph: Graph, inputs: list, done: dict, checked, problems, depth) -> NodeShape:
+@dataclass
+class In:
+    """A node's inputs: their shapes and dtypes."""
+    shapes: list
+    dtypes: list
+
+
+def infer_node(node: Node, graph: Graph, ins: In, done: dict, checked, problems, depth) -> NodeShape:
     if node.share is not None:
         shared = done.get(node.share)
         if shared is None:
             raise _Failed()
         target = graph.nodes[node.share]
         if target.repeat == 1:
-            result = _one(target.type, shared.args, inputs, node, graph, checked, problems, depth)
-            return NodeShape(result.output, shared.args, 0, {}, result.inner)
+            result = _one(target.type, shared.args, ins, node, graph, checked, problems, depth)
+            return NodeShape(result.output, shared.args, 0, {}, result.dtype, inner=result.inner)
         # a repeated layer is called as a whole: every copy, each with its own (inferred) sizes
-        current, inner = inputs, {}
+        current, inner = ins, {}
         for copy in range(target.repeat):
             refs = [f"{node.share}.{copy - 1}"] if copy else None
             inner[str(copy)] = _one(target.type, shared.inner[str(copy)].args, current, node, graph,
                                     checked, problems, depth, refs)
-            current = [inner[str(copy)].output]
-        return NodeShape(current[0], shared.args, 0, {}, inner)
-    current, inner, total, args = inputs, {}, 0, node.args
+            current = In([inner[str(copy)].output], [inner[str(copy)].dtype])
+        return NodeShape(current.shapes[0], shared.args, 0, {}, current.dtypes[0], inner=inner)
+    current, inner, total, args = ins, {}, 0, node.args
     for copy in range(node.repeat):
         refs = [f"{node.name}.{copy - 1}"] if copy else None   # copy k reads copy k-1, not `in:`
         result = _one(node.type, node.args, current, node, graph, checked, problems, depth, refs)
@@ -104,56 +116,60 @@ def infer_node(node: Node, graph: Graph, inputs: list, done: dict, checked, prob
             inner = result.inner
         total += result.params
         args = result.args
-        current = [result.output]
-    return NodeShape(current[0], args, total, {}, inner)
+        current = In([result.output], [result.dtype])
+    return NodeShape(current.shapes[0], args, total, {}, current.dtypes[0], inner=inner)
 
 
-def _one(type_name, args, inputs, node, graph, checked, problems, depth, refs=None) -> NodeShape:
+def _one(type_name, args, ins: In, node, graph, checked, problems, depth, refs=None) -> NodeShape:
     blocks = checked.graphs.blocks
     refs = node.inputs if refs is None else refs
     if type_name in blocks:
         if depth > 32:
             raise _Failed()
         block = blocks[type_name]
-        env = dict(zip(block.inputs, inputs))
+        env, dtypes = dict(zip(block.inputs, ins.shapes)), dict(zip(block.inputs, ins.dtypes))
         before = len(problems)
-        inner = infer_graph(block, env, checked, problems, depth + 1)
+        inner = infer_graph(block, env, checked, problems, depth + 1, dtypes)
         if len(problems) > before:
             problems.append(checked.spec.problem(f"block {type_name!r} does not fit its input "
-                                                 + ", ".join(format_shape(s) for s in inputs)
-                                                 + _sources(refs, inputs), node.path,
+                                                 + ", ".join(_shown(s, d) for s, d in zip(ins.shapes, ins.dtypes))
+                                                 + _sources(refs, ins), node.path,
                                                  node=node.name, hint="see the block's own errors above"))
             raise _Failed()
-        outs = [inner[n].output if n in inner else env.get(n) for n in block.output_names()]
-        output = outs[0] if not isinstance(block.outputs, (list, dict)) else outs
-        return NodeShape(output, dict(args), sum(r.params for r in inner.values()), {}, inner)
+        names = block.output_names()
+        outs = [inner[n].output if n in inner else env.get(n) for n in names]
+        out_dtypes = [inner[n].dtype if n in inner else dtypes.get(n, FLOAT32) for n in names]
+        single = not isinstance(block.outputs, (list, dict))
+        return NodeShape(outs[0] if single else outs, dict(args), sum(r.params for r in inner.values()), {},
+                         out_dtypes[0] if single else out_dtypes, inner=inner)
     try:
-        return _rule(type_name, args, inputs)
+        return _rule(type_name, args, ins)
     except ShapeError as error:
-        problems.append(_mismatch(error, node, refs, inputs, checked.spec))
+        problems.append(_mismatch(error, type_name, node, refs, ins, graph, checked.spec))
         raise _Failed() from None
 
 
-def _rule(type_name, args, inputs) -> NodeShape:
+def _rule(type_name, args, ins: In) -> NodeShape:
     entry = registry.lookup(type_name)
+    inputs, dtypes = ins.shapes, ins.dtypes
     if entry is not None and entry.kind == "user":
         if entry.shape_rule is not None:
             output = entry.shape_rule(dict(args), inputs)
             if isinstance(output, Inferred):
-                return NodeShape(output.output, output.args, output.params, output.param_shapes)
-            return _metered(entry, args, inputs, output)
-        found = infer_on_meta(entry.factory, args, inputs)
+                return NodeShape(output.output, output.args, output.params, output.param_shapes, output.dtype)
+            return _metered(entry, args, ins, output)
+        found = infer_on_meta(entry.factory, args, inputs, dtypes)
     elif has_rule(type_name):
-        found = infer(type_name, args, inputs)
+        found = infer(type_name, args, inputs, dtypes)
     else:   # a torch.nn layer no rule covers yet: ask torch on the meta device
-        found = infer_on_meta(_torch_factory(entry), args, inputs)
-    return NodeShape(found.output, found.args, found.params, found.param_shapes)
+        found = infer_on_meta(_torch_factory(entry), args, inputs, dtypes)
+    return NodeShape(found.output, found.args, found.params, found.param_shapes, found.dtype)
 
 
-def _metered(entry, args, inputs, output) -> NodeShape:
-    """A user rule gave only the shape: count the parameters on the meta device."""
-    found = infer_on_meta(entry.factory, args, inputs)
-    return NodeShape(output, found.args, found.params, found.param_shapes)
+def _metered(entry, args, ins: In, output) -> NodeShape:
+    """A user rule gave only the shape: count the parameters (and find the dtype) on the meta device."""
+    found = infer_on_meta(entry.factory, args, ins.shapes, ins.dtypes)
+    return NodeShape(output, found.args, found.params, found.param_shapes, found.dtype)
 
 
 def _torch_factory(entry):
@@ -161,13 +177,47 @@ def _torch_factory(entry):
     return resolve_target(entry.target)
 
 
-def _mismatch(error: ShapeError, node: Node, refs: list, inputs: list, spec) -> Problem:
-    return spec.problem(error.message + _sources(refs, inputs), node.path + _arg_path(error.arg, node.args),
+def _mismatch(error: ShapeError, type_name, node: Node, refs: list, ins: In, graph: Graph, spec) -> Problem:
+    if isinstance(error, DtypeError):
+        return _dtype_problem(error, type_name, node, refs, graph, spec)
+    return spec.problem(error.message + _sources(refs, ins), node.path + _arg_path(error.arg, node.args),
                         node=node.name, hint=error.hint)
 
 
-def _sources(refs: list, inputs: list) -> str:
-    sources = ", ".join(f"{ref} gives {format_shape(shape)}" for ref, shape in zip(refs, inputs))
+def _dtype_problem(error: DtypeError, type_name, node: Node, refs: list, graph: Graph, spec) -> Problem:
+    """"Linear 'fc1' needs float32 input, but input 'ids' is int64", with a hint to declare it."""
+    where = f"{type_name} {node.name!r}" + (f": its {error.within} ({error.who})" if error.within else "")
+    ref = refs[error.index] if error.index < len(refs) else None
+    declared = graph.inputs.get(ref) if not error.via and not graph.is_block else None
+    if error.via:
+        source = f"its {error.via} gives"
+    elif ref in graph.inputs:
+        source = f"{'block input' if graph.is_block else 'input'} {ref!r} is"
+    else:
+        source = f"{ref!r} gives"
+    hint = _declare(error) if declared is not None else error.hint
+    return spec.problem(f"{where} needs {error.want}, but {source} {error.got}", node.path, node=node.name,
+                        hint=hint)
+
+
+def _declare(error: DtypeError) -> str:
+    """How to declare a spec input so that the layer takes it."""
+    if "integer" in error.want:
+        return "declare it `dtype: long` (token ids)"
+    if "mask" in error.want:
+        return "declare it float32 or bool"
+    if error.want.startswith("float32") and error.got in ("int64", "int32"):
+        return "declare it float32, or feed it through an Embedding"
+    return "declare it float32" if "float" in error.want else error.hint
+
+
+def _shown(shape, dtype) -> str:
+    return format_shape(shape) + ("" if dtype == FLOAT32 or not isinstance(dtype, str) else f" {dtype}")
+
+
+def _sources(refs: list, ins: In) -> str:
+    sources = ", ".join(f"{ref} gives {_shown(shape, dtype)}"
+                        for ref, shape, dtype in zip(refs, ins.shapes, ins.dtypes))
     return f" (input: {sources})" if sources else ""
 
 
