@@ -1,35 +1,54 @@
 """The `specbuild` command.
 
 Each subcommand imports what it needs when it runs, so `specbuild validate`
-never imports torch.  `main(argv)` returns the exit code: 0 fine, 1 a problem
-with the user's input (reported, no traceback), 2 a usage error.
+never imports torch.  `main(argv)` returns the exit code (EXIT_*): 0 fine, 1 a
+problem with the user's input (every SpecError: a spec, a data or checkpoint
+file, an option's value, a place that cannot be written; reported, no
+traceback), 2 a usage error (argparse), 3 a bug in specbuild ("internal
+error"), 130 interrupted.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
 from ..errors import SpecError
 from ..spec.variables import parse_overrides
+from .train import EXIT_CODES, add_train_commands, check_writable, output_error, write_output
+
+EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+# OSErrors of the machine rather than of specbuild: a full disk, a place the user may not write
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+MAX_PNG_HINT = "draw it as text instead: --format mermaid, or --format dot (Graphviz: dot -Tsvg)"
 
 
 def _validate(args) -> int:
     from ..spec.validate import validate
     failed = 0
     overrides = parse_overrides(args.set)
+
+    def say(text, stream):
+        # `validate a.yaml b.yaml | head -1`: a reader that leaves ends the printing, not the checking,
+        # so the exit status still tells whether every file is valid
+        try:
+            print(text, file=stream, flush=True)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
     for path in args.files:
         try:
             warnings = validate(path, overrides=overrides)
         except SpecError as error:
             failed += 1
-            print(error, file=sys.stderr)
+            say(error, sys.stderr)
             continue
         for warning in warnings:
-            print(warning, file=sys.stderr)
+            say(warning, sys.stderr)
         if not args.quiet:
             note = f" ({len(warnings)} warning{'s' if len(warnings) != 1 else ''})" if warnings else ""
-            print(f"{path}: ok{note}")
+            say(f"{path}: ok{note}", sys.stdout)
     return 1 if failed else 0
 
 
@@ -40,17 +59,24 @@ def _summary(args) -> int:
 
 
 def _graph(args) -> int:
-    from ..compiler.render import spec_graph, to_dot, to_mermaid, to_png
+    from ..compiler.render import MAX_PNG_NODES, node_count, spec_graph, to_dot, to_mermaid, to_png
     drawing = spec_graph(args.spec, overrides=parse_overrides(args.set))
     if args.format == "png":
+        count = node_count(drawing)
+        if count > MAX_PNG_NODES:
+            raise SpecError(f"--format png: the graph has {count:,} nodes, too many for a readable picture "
+                            f"(at most {MAX_PNG_NODES:,})", hint=MAX_PNG_HINT)
         out = args.out or os.path.splitext(os.path.basename(args.spec))[0] + ".png"
-        to_png(drawing, out, title=os.path.basename(args.spec))
+        check_writable(out)
+        try:
+            to_png(drawing, out, title=os.path.basename(args.spec))
+        except OSError as error:
+            raise output_error(out, error) from None
         print(f"wrote {out}")
         return 0
     text = to_mermaid(drawing) if args.format == "mermaid" else to_dot(drawing, os.path.basename(args.spec))
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+        write_output(args.out, text)
         print(f"wrote {args.out}")
     else:
         print(text, end="")
@@ -106,22 +132,26 @@ def _signature(args: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="specbuild", description="PyTorch models written as data.")
+    parser = argparse.ArgumentParser(prog="specbuild", description="PyTorch models written as data.",
+                                     epilog=EXIT_CODES + ", 130 interrupted (Ctrl-C)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("validate", help="check specs: schema, graph and shapes, without importing torch")
+    p = sub.add_parser("validate", help="check specs: schema, graph and shapes, without importing torch",
+                       epilog="exit status: 0 every spec is valid, 1 a spec has a problem (each is reported), "
+                              "2 usage, 3 a bug in specbuild")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a param (or a dotted key)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
     p.set_defaults(run=_validate)
 
-    p = sub.add_parser("summary", help="per layer: type, inputs, output shape and parameters (no weights allocated)")
+    p = sub.add_parser("summary", help="per layer: type, inputs, output shape and parameters (no weights allocated)",
+                       epilog=EXIT_CODES)
     p.add_argument("spec")
     p.add_argument("--network", help="only this network of a multi-network spec")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.set_defaults(run=_summary)
 
-    p = sub.add_parser("graph", help="the spec's graph as Mermaid, Graphviz DOT or PNG")
+    p = sub.add_parser("graph", help="the spec's graph as Mermaid, Graphviz DOT or PNG", epilog=EXIT_CODES)
     p.add_argument("spec")
     p.add_argument("--format", choices=["mermaid", "dot", "png"], default="mermaid")
     p.add_argument("--out", "-o", help="file to write (PNG default: <spec name>.png)")
@@ -132,7 +162,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", nargs="?", default="specs", help=" | ".join(LISTABLE) + " | a layer type")
     p.set_defaults(run=_list)
 
-    from .train import add_train_commands
     add_train_commands(sub)
     return parser
 
@@ -144,19 +173,30 @@ def main(argv=None) -> int:
         return args.run(args)
     except SpecError as error:
         print(error, file=sys.stderr)
-        return 1
+        return EXIT_INPUT
     except BrokenPipeError:   # `specbuild list | head`: the reader left; nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        return EXIT_OK
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:  # a bug of ours: say so plainly, keep the traceback for SPECBUILD_DEBUG
-        if os.environ.get("SPECBUILD_DEBUG"):
-            raise
-        print(f"specbuild: internal error: {type(error).__name__}: {error}\n"
-              "This is a bug in specbuild; rerun with SPECBUILD_DEBUG=1 for the traceback.", file=sys.stderr)
-        return 2
+        return EXIT_INTERRUPTED
+    except OSError as error:
+        if error.errno not in ENVIRONMENT_ERRNOS or os.environ.get("SPECBUILD_DEBUG"):
+            return _bug(error)
+        where = f": {error.filename}" if error.filename else ""
+        print(f"specbuild: {(error.strerror or str(error)).lower()}{where}", file=sys.stderr)
+        return EXIT_INPUT
+    except Exception as error:
+        return _bug(error)
+
+
+def _bug(error: Exception) -> int:
+    """A bug of ours: say so plainly, keep the traceback for SPECBUILD_DEBUG."""
+    if os.environ.get("SPECBUILD_DEBUG"):
+        raise error
+    print(f"specbuild: internal error: {type(error).__name__}: {error}\n"
+          "This is a bug in specbuild; rerun with SPECBUILD_DEBUG=1 for the traceback.", file=sys.stderr)
+    return EXIT_BUG
 
 
 if __name__ == "__main__":

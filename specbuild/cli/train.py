@@ -5,12 +5,34 @@ train.epochs=3`), so the run folder's resolved spec records what actually ran.
 """
 from __future__ import annotations
 
+import errno
 import json
+import math
+import os
 import sys
+
+from ..errors import SpecError
+
+SEED_RANGE = (-2**63, 2**64 - 1)      # what torch.manual_seed (and a torch.Generator) accepts
+# the trainer's options: name -> (is the value fine?, what it must be, an example); checked here, so a
+# bad value is blamed on the option, before it becomes an override of the spec's `train:` section
+OPTION_RULES = {
+    "epochs": (lambda v: v >= 0, "a number of epochs cannot be negative", "--epochs 5"),
+    "batch_size": (lambda v: v >= 1, "a batch holds at least 1 sample", "--batch-size 32"),
+    "lr": (lambda v: math.isfinite(v) and v >= 0, "the learning rate must be a finite number, 0 or more",
+           "--lr 0.001"),
+    "seed": (lambda v: SEED_RANGE[0] <= v <= SEED_RANGE[1],
+             f"a seed is a whole number from {SEED_RANGE[0]} to {SEED_RANGE[1]} (torch.manual_seed's range)",
+             "--seed 0"),
+    "limit": (lambda v: v >= 1, "it takes at least 1 sample of each split", "--limit 1000"),
+}
+EXIT_CODES = ("exit status: 0 done, 1 a problem with the input (a spec, a file, an option's value: "
+              "reported, no traceback), 2 usage, 3 a bug in specbuild")
 
 
 def add_train_commands(sub) -> None:
-    p = sub.add_parser("train", help="train a spec; writes a run folder with metrics, checkpoints and plots")
+    p = sub.add_parser("train", help="train a spec; writes a run folder with metrics, checkpoints and plots",
+                       epilog=EXIT_CODES + ", 130 interrupted (Ctrl-C; a checkpoint is kept)")
     p.add_argument("spec", nargs="?", help="the spec (optional with --resume, whose checkpoint holds it)")
     p.add_argument("--data", help="data set name or file (overrides train.data.dataset)")
     p.add_argument("--data-root", help="folder holding the data set's files")
@@ -26,7 +48,7 @@ def add_train_commands(sub) -> None:
     p.add_argument("--no-download", action="store_true", help="never download a data set")
     p.set_defaults(run=_train)
 
-    p = sub.add_parser("evaluate", help="loss and metrics of a checkpoint on held-out data")
+    p = sub.add_parser("evaluate", help="loss and metrics of a checkpoint on held-out data", epilog=EXIT_CODES)
     p.add_argument("checkpoint")
     p.add_argument("--data")
     p.add_argument("--data-root")
@@ -36,7 +58,8 @@ def add_train_commands(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(run=_evaluate)
 
-    p = sub.add_parser("predict", help="predictions of a checkpoint for arrays (.npz/.pt) or image files")
+    p = sub.add_parser("predict", help="predictions of a checkpoint for arrays (.npz/.pt) or image files",
+                       epilog=EXIT_CODES)
     p.add_argument("checkpoint")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--out", "-o", help="write here (.csv or .json); default: CSV on stdout")
@@ -45,13 +68,58 @@ def add_train_commands(sub) -> None:
     p.set_defaults(run=_predict)
 
 
+def check_options(args, names) -> None:
+    """A SpecError naming the first of the options `names` whose value breaks its rule."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        fine, must, example = OPTION_RULES[name]
+        if not fine(value):
+            shown = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+            raise SpecError(f"--{name.replace('_', '-')} {shown}: {must}", hint=f"e.g. {example}")
+
+
+def write_output(path: str, text: str) -> None:
+    """Write a command's output file; a place that cannot be written is the user's to fix."""
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as error:
+        raise output_error(path, error) from None
+
+
+def check_writable(path: str) -> None:
+    """Refuse an output path that cannot be written before the work of making its contents."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise output_error(path, PermissionError(errno.EACCES, os.strerror(errno.EACCES)))
+
+
+def output_error(path: str, error: OSError) -> SpecError:
+    """What is wrong with `--out path`, from the OSError writing it gave."""
+    folder = os.path.dirname(os.path.abspath(path))
+    hint = "give --out a file in a folder you can write to"
+    if os.path.isdir(path):
+        reason, hint = "it is a folder", f"give a file name inside it, e.g. {os.path.join(path, 'out.txt')}"
+    elif os.path.exists(folder) and not os.path.isdir(folder):
+        reason = f"{folder} is a file, not a folder"
+    elif not os.path.exists(folder):
+        reason, hint = f"the folder {folder} does not exist", "create the folder first, or give another path"
+    elif error.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason, hint = "no space left on the device", "free some space, or write to another disk"
+    else:
+        reason = (error.strerror or str(error)).lower()
+    return SpecError(f"--out {path}: cannot write here: {reason}", hint=hint)
+
+
 def _train(args) -> int:
-    from ..spec.variables import parse_overrides
-    from ..errors import SpecError
-    from ..training.trainer import TrainingStopped, train
     if args.spec is None and args.resume is None:
         raise SpecError("train needs a spec, or --resume with a checkpoint or run folder",
                         hint="e.g. specbuild train specs/cnn.yaml, or specbuild train --resume runs/cnn-...")
+    check_options(args, ("epochs", "batch_size", "lr", "seed", "limit"))
+    from ..spec.variables import parse_overrides
+    from ..training.trainer import TrainingStopped, train
     overrides = parse_overrides(args.set)
     try:
         run = train(args.spec, data=args.data, data_root=args.data_root, epochs=args.epochs,
@@ -69,6 +137,7 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
+    check_options(args, ("limit",))
     from ..training.evaluate import evaluate
     metrics = evaluate(args.checkpoint, data=args.data, data_root=args.data_root, limit=args.limit,
                        device=args.device, download=not args.no_download)
@@ -86,8 +155,7 @@ def _predict(args) -> int:
     fmt = args.format or ("json" if (args.out or "").endswith(".json") else "csv")
     text = write_predictions(rows, fmt)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+        write_output(args.out, text)
         print(f"wrote {len(rows)} predictions to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -2,7 +2,10 @@
 
 The PNG is drawn with matplotlib (layers placed by topological generation), so
 no system Graphviz is needed.  Each network is drawn as its own cluster; node
-labels carry the type and the inferred output shape.
+labels carry the type and the inferred output shape.  A PNG is for what a person
+can read: `specbuild graph` refuses one of more than MAX_PNG_NODES nodes (the text
+formats have no limit), and `png_size` lowers the resolution so that no picture
+exceeds MAX_PNG_PIXELS or MAX_PNG_SIDE.
 """
 from __future__ import annotations
 
@@ -12,6 +15,12 @@ import networkx as nx
 
 from ..shapes.core import format_shape
 from ..spec.validate import check
+
+
+MAX_PNG_NODES = 400             # drawn one per row at worst: about 44,000 pixels at full resolution
+MAX_PNG_PIXELS = 40_000_000      # about 160 MB as RGBA in memory
+MAX_PNG_SIDE = 30_000            # below Agg's limit of 2**16 pixels a side
+PNG_DPI = 110
 
 
 @dataclass
@@ -43,6 +52,10 @@ def spec_graph(spec, *, overrides: dict | None = None) -> Drawing:
             dag.add_edge(out, f"{name}__{key}")
         networks[name] = dag
     return Drawing(networks)
+
+
+def node_count(drawing: Drawing) -> int:
+    return sum(dag.number_of_nodes() for dag in drawing.networks.values())
 
 
 def _quote(text: str) -> str:
@@ -98,16 +111,24 @@ def _layout(dag: nx.DiGraph) -> dict:
     return pos
 
 
+def png_size(drawing: Drawing) -> tuple[float, float, float]:
+    """(width, height) in inches and the dpi of the PNG: a box per node, fewer dots per inch for a
+    picture that would exceed MAX_PNG_PIXELS or MAX_PNG_SIDE."""
+    heights = [len(list(nx.topological_generations(d))) for d in drawing.networks.values()]
+    widths = [max((len(g) for g in nx.topological_generations(d)), default=1) for d in drawing.networks.values()]
+    width, height = max(4.0, 3.2 * sum(widths)), max(3.0, 1.1 * max(heights, default=1))
+    dpi = min(PNG_DPI, (MAX_PNG_PIXELS / (width * height)) ** 0.5, MAX_PNG_SIDE / max(width, height))
+    return width, height, dpi
+
+
 def to_png(drawing: Drawing, path: str, title: str = "") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     nets = list(drawing.networks.items())
-    heights = [len(list(nx.topological_generations(d))) for _, d in nets]
-    widths = [max((len(g) for g in nx.topological_generations(d)), default=1) for _, d in nets]
-    fig, axes = plt.subplots(1, len(nets), figsize=(max(4.0, 3.2 * sum(widths)), max(3.0, 1.1 * max(heights))),
-                             squeeze=False)
+    width, height, dpi = png_size(drawing)
+    fig, axes = plt.subplots(1, len(nets), figsize=(width, height), squeeze=False)
     colours = {"input": "#d8ecff", "output": "#ffe9c7", "layer": "#eeeeee"}
     for ax, (net, dag) in zip(axes[0], nets):
         pos = _layout(dag)
@@ -125,5 +146,7 @@ def to_png(drawing: Drawing, path: str, title: str = "") -> None:
         ax.set_title(net if len(nets) > 1 else (title or net))
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=dpi)
+    finally:
+        plt.close(fig)

@@ -95,24 +95,76 @@ def _read(path, cfg, specs) -> dict:
         raise DataError(f"data file {path} does not exist", path="train.data.dataset",
                         hint="give the path to a .npz, .pt or .csv file (relative paths start from the working folder)")
     suffix = os.path.splitext(path)[1].lower()
+    if suffix in (".npz", ".pt", ".pth"):
+        return read_arrays(path)
+    if suffix == ".csv":
+        return _read_csv(path, cfg, specs)
+    raise DataError(f"data file {path} has an unknown format {suffix!r}", hint="use .npz, .pt or .csv")
+
+
+NUMBER_KINDS = "biufc"        # numpy dtype kinds torch takes: bool, int, uint, float, complex
+
+
+def read_arrays(path: str, *, bare: str | None = None, where: str = "train.data") -> dict:
+    """The arrays of a .npz (loaded with allow_pickle=False) or .pt file (weights_only) as tensors
+    by name, each with one row per sample.  `bare` names a .pt file's lone tensor (else a .pt file
+    must hold a dict).  Text, Python objects and single numbers are DataErrors naming the array."""
+    npz = path.lower().endswith(".npz")
+    arrays = _read_npz(path, where) if npz else _read_pt(path, bare, where)
+    if not arrays:
+        raise DataError(f"{path} holds no arrays", path=where, hint="save one array per input (and target)")
+    for name, value in arrays.items():
+        if isinstance(value, np.ndarray) and value.dtype.kind not in NUMBER_KINDS:
+            what = "text" if value.dtype.kind in "US" else f"values of dtype {value.dtype}"
+            raise DataError(f"array {name!r} in {path} holds {what}, not numbers", path=where,
+                            hint="store numbers: e.g. token ids as integers, features as floats")
+        if not isinstance(value, (np.ndarray, torch.Tensor)):
+            raise DataError(f"{path} holds a {type(value).__name__} under {name!r}, not a tensor", path=where,
+                            hint="save it as torch.save({'x': inputs, 'label': labels}, path)")
+        if value.ndim == 0:
+            raise DataError(f"array {name!r} in {path} is a single number, not one row per sample", path=where,
+                            hint="give each array a first dimension of samples, e.g. shape [N, ...]")
+    return {k: torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) else v for k, v in arrays.items()}
+
+
+def _read_npz(path: str, where: str) -> dict:
+    import zipfile
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path} is not a .npz file (a zip archive of arrays, as numpy.savez writes)", path=where,
+                        hint="save the arrays with numpy.savez(path, x=inputs, label=labels)")
+    arrays = {}
     try:
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                return {k: torch.from_numpy(np.array(z[k])) for k in z.files}
-        if suffix in (".pt", ".pth"):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-                raise DataError(f"{path} does not hold a dict of tensors",
-                                hint="save it as torch.save({'x': inputs, 'label': labels}, path)")
-            return dict(obj)
-        if suffix == ".csv":
-            return _read_csv(path, cfg, specs)
+        with np.load(path, allow_pickle=False) as archive:
+            for name in archive.files:
+                try:
+                    arrays[name] = archive[name]
+                except ValueError:      # numpy refuses object arrays without allow_pickle
+                    raise DataError(f"array {name!r} in {path} holds Python objects, not numbers", path=where,
+                                    hint="store numbers only (numpy object arrays are never unpickled)") from None
     except DataError:
         raise
+    except Exception as e:      # a damaged archive: zipfile, zlib and numpy raise several types
+        raise DataError(f"cannot read data file {path}: {e}".strip(), path=where,
+                        hint="the file is damaged or truncated; write it again") from None
+    return arrays
+
+
+def _read_pt(path: str, bare: str | None, where: str) -> dict:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:      # unreadable, truncated, pickled objects: say which file and why
-        raise DataError(f"cannot read data file {path}: {e}".strip(), hint="check that the file is complete "
-                        "and in the format its suffix says")
-    raise DataError(f"data file {path} has an unknown format {suffix!r}", hint="use .npz, .pt or .csv")
+        text = str(e)
+        found = [line.split("GLOBAL", 1)[1].split()[0] for line in text.splitlines() if "GLOBAL " in line]
+        why = (f"it holds pickled Python objects ({found[0]}), refused: loading them would run code" if found
+               else (text.strip().splitlines() or [type(e).__name__])[0].split(". ")[0])
+        raise DataError(f"cannot read data file {path}: {why}", path=where,
+                        hint="save tensors with torch.save({'x': inputs, 'label': labels}, path)") from None
+    if isinstance(obj, torch.Tensor) and bare is not None:
+        return {bare: obj}
+    if not isinstance(obj, dict):
+        raise DataError(f"{path} does not hold a dict of tensors (it holds a {type(obj).__name__})", path=where,
+                        hint="save it as torch.save({'x': inputs, 'label': labels}, path)")
+    return {str(k): v for k, v in obj.items()}
 
 
 def _read_csv(path, cfg, specs) -> dict:

@@ -29,7 +29,7 @@ from ..inputs import Input, parse_input
 from . import files, images, synthetic, tabular
 from .catalog import (DATASETS, FILE_OPTIONS, FILE_SUFFIXES, GENERAL_OPTIONS, KNOWN_SHAPES, NORMALIZE_MODES,
                       OPTIONS)
-from .tensors import DataBundle, DataError, TensorData
+from .tensors import DataBundle, DataError, TensorData, cast_input
 
 LOADERS = {"mnist-sample": images.load_mnist_sample,
            **{name: images.load_image_set for name in images.IMAGE_SETS},
@@ -123,15 +123,8 @@ def _fit(name: str, data: TensorData, specs: list[Input]) -> TensorData:
 
 
 def _cast(name: str, x, spec: Input):
-    import torch
-    integer = not (x.is_floating_point() or x.is_complex())
-    dtype = spec.torch_dtype(x)
-    if dtype in (torch.int64, torch.int32) and not integer:
-        if not torch.equal(x, x.round()):
-            raise DataError(f"data set {name!r} gives {spec.name} as fractional numbers but the spec's input "
-                            f"{spec.name} is {dtype}", path=f"inputs.{spec.name}.dtype",
-                            hint="integer inputs (token ids) need integer data; drop the dtype for float data")
-    return x if x.dtype == dtype else x.to(dtype)
+    return cast_input(x, spec.torch_dtype(x), f"data set {name!r}'s {spec.name}", spec.name,
+                      path=f"inputs.{spec.name}.dtype")
 
 
 def _show(shape) -> str:

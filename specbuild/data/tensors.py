@@ -83,6 +83,24 @@ class DataBundle:
     info: dict = field(default_factory=dict)
 
 
+def cast_input(x, dtype, what: str, input_name: str, path: str = "train.data"):
+    """x as `dtype`, the dtype of the spec's input `input_name`; fractional numbers fed to an integer
+    input (token ids) are a DataError naming `what` (where they come from), never truncated."""
+    import torch
+    integer = not (dtype.is_floating_point or dtype.is_complex) and dtype != torch.bool
+    if integer and (x.is_floating_point() or x.is_complex()):
+        fractional = (x != x.round()).reshape(len(x), -1).any(dim=1) if x.dim() else (x != x.round()).reshape(1)
+        if bool(fractional.any()):
+            sample = int(fractional.nonzero()[0, 0])
+            value = next(float(v) for v in x[sample].reshape(-1) if v != v.round())
+            dtype_name = str(dtype).removeprefix("torch.")
+            raise DataError(f"{what} holds fractional numbers ({value:g} in sample {sample}) but the spec's input "
+                            f"{input_name} is {dtype_name} (ids): they would be cut to whole numbers",
+                            path=path, hint="give whole numbers for an integer input such as token ids, or drop "
+                                            "its dtype for float data")
+    return x if x.dtype == dtype else x.to(dtype)
+
+
 def seeded_split(n: int, test_fraction: float, seed: int) -> tuple:
     """A fixed permutation of range(n) cut into (train indices, test indices)."""
     import torch
@@ -101,8 +119,8 @@ def scale_features(train, test, mode: str | None) -> tuple:
     import torch
     if mode is None:
         return train, test, None
-    if mode == "standard":
-        mean, std = train.mean(0), train.std(0)
+    if mode == "standard":       # (the std of one sample is 0, not NaN with a warning)
+        mean, std = train.mean(0), (train.std(0) if len(train) > 1 else torch.zeros_like(train[0]))
     else:
         lo, hi = train.min(0).values, train.max(0).values
         mean, std = (lo, hi - lo) if mode == "unit" else ((lo + hi) / 2, (hi - lo) / 2)

@@ -8,8 +8,8 @@ spliced in as text.  `--set name=value` on the command line overrides `params`
 from __future__ import annotations
 
 import copy
+import json
 import re
-
 
 from ..errors import Problem, SpecError, did_you_mean
 from .loader import load_spec
@@ -17,6 +17,10 @@ from .loader import load_spec
 WHOLE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 ANY = re.compile(r"\$\{([^}]*)\}")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+INDEX = re.compile(r"^[0-9]+$")
+# the keys a spec's top level may hold (docs/spec-format.md); a plain --set of one is not a param
+TOP_LEVEL = ("specbuild", "name", "doc", "params", "inputs", "layers", "outputs", "blocks", "networks", "train")
+SECTIONS = ("params", "inputs", "layers", "blocks", "networks", "train")
 
 
 def parse_assignment(text: str) -> tuple[str, object]:
@@ -25,7 +29,7 @@ def parse_assignment(text: str) -> tuple[str, object]:
         raise ValueError(f"--set takes key=value, got {text!r}")
     key, raw = text.split("=", 1)
     key = key.strip()
-    if not all(NAME.match(part) for part in key.split(".")):
+    if not _good_key(key):
         raise ValueError(f"--set key {key!r} must be a name or a dotted path such as train.epochs")
     try:   # read the value as a spec file's value is read: YAML 1.2 numbers (1e-3) and booleans
         value = load_spec(f"value: {raw}\n").data["value"] if raw.strip() else ""
@@ -34,6 +38,12 @@ def parse_assignment(text: str) -> tuple[str, object]:
     if isinstance(value, (dict, list)) and not raw.strip().startswith(("[", "{")):
         value = raw
     return key, value
+
+
+def _good_key(key) -> bool:
+    """A name, or a dotted path of names and list indices after a first name: layers.0.out_features."""
+    parts = key.split(".") if isinstance(key, str) else [None]
+    return bool(NAME.match(parts[0] or "")) and all(NAME.match(p) or INDEX.match(p) for p in parts[1:])
 
 
 def parse_overrides(assignments) -> dict:
@@ -49,25 +59,124 @@ def parse_overrides(assignments) -> dict:
 
 
 def apply_overrides(data: dict, overrides: dict) -> dict:
-    """A copy of `data` with overrides applied: plain names go into params, dotted keys anywhere."""
+    """A copy of `data` with overrides applied: a plain name sets a param (one declared under
+    `params:` or used as `${name}`), a dotted key any value, list items by index
+    (`layers.0.out_features`).  A name that is neither, or a path through a value that is no
+    mapping or list, or past a list's end, is a SpecError naming the override."""
     data = copy.deepcopy(data)
+    if not isinstance(data, dict):
+        return data
+    problems = []
     for key, value in (overrides or {}).items():
-        if "." not in key:
-            params = data.get("params")
-            if not isinstance(params, dict):
-                params = data["params"] = {}
-            params[key] = value
-            continue
-        target = data
-        *parents, last = key.split(".")
-        for depth, part in enumerate(parents):
-            if parents[:depth + 1] == ["train", "data"] and isinstance(target.get(part), str):
-                target[part] = {"dataset": target[part]}     # `data: mnist` is short for {dataset: mnist}
-            elif not isinstance(target.get(part), dict):
+        shown = f"--set {key}={_show(value)}"
+        if not _good_key(key):
+            problems.append(Problem(f"{shown}: the key must be a name or a dotted path such as train.epochs",
+                                    hint="write --set name=value, e.g. --set hidden=64"))
+        elif "." not in key:
+            problem = _set_param(data, key, value, shown)
+            problems += [problem] if problem else []
+        else:
+            problem = _set_path(data, key.split("."), value, shown)
+            problems += [problem] if problem else []
+    if problems:
+        raise SpecError(problems)
+    return data
+
+
+def _set_param(data: dict, key: str, value, shown: str) -> Problem | None:
+    params = data.get("params") if isinstance(data.get("params"), dict) else {}
+    used = _variables_used(data)
+    if key not in params and key not in used:
+        known = sorted(set(params) | used)
+        if key in data and not isinstance(data[key], (dict, list)) or key in TOP_LEVEL and key not in SECTIONS:
+            hint = f"`{key}` is a part of the spec, not a param: edit it in the spec file"
+        elif key in data or key in TOP_LEVEL:
+            example = {"train": "train.epochs=3", "layers": "layers.0.out_features=64"}.get(key, f"{key}.KEY=VALUE")
+            hint = (f"`{key}` is a part of the spec, not a param; set a value inside it with a dotted key, "
+                    f"e.g. --set {example}")
+        else:
+            hint = did_you_mean(key, known) or (f"its params are: {', '.join(known)}" if known else
+                                                f"declare it under `params:` and use it as ${{{key}}}, or set "
+                                                "another value with a dotted key such as train.epochs=3")
+        return Problem(f"{shown}: the spec has no param named {key!r}", hint=hint)
+    if not isinstance(data.get("params"), dict):
+        data["params"] = {}
+    data["params"][key] = value
+    return None
+
+
+def _set_path(data: dict, parts: list, value, shown: str) -> Problem | None:
+    """Set data[parts[0]][parts[1]]... = value, creating missing mappings (the schema then
+    judges their keys); list items are reached by index."""
+    target = data
+    for depth, part in enumerate(parts):
+        where = ".".join(parts[:depth])
+        if isinstance(target, list):
+            problem = _list_index(target, part, where, ".".join(parts[depth + 1:]), shown)
+            if problem:
+                return problem
+            part = int(part)
+        elif isinstance(target, dict):
+            if part not in target and INDEX.match(part) and int(part) in target:
+                part = int(part)         # a mapping with number keys (YAML allows them)
+            if depth + 1 < len(parts):
+                if where == "train" and part == "data" and isinstance(target.get(part), str):
+                    target[part] = {"dataset": target[part]}      # `data: mnist` is short for {dataset: mnist}
+                elif part not in target or target[part] is None:
+                    target[part] = {}
+        else:
+            return Problem(f"{shown}: {where} is {_show(target)}, not a mapping or a list, so it has no "
+                           f"{part!r} inside", hint=f"set {where} itself, e.g. --set {where}=...")
+        if depth + 1 == len(parts):
+            target[part] = value
+        else:
+            if isinstance(target, list) and target[part] is None:
                 target[part] = {}
             target = target[part]
-        target[last] = value
-    return data
+    return None
+
+
+def _list_index(items: list, part: str, where: str, rest: str, shown: str) -> Problem | None:
+    """A problem when `part` is no index of `items` (the list at `where`), else None."""
+    span = f"0 to {len(items) - 1}" if items else "none: it is empty"
+    if INDEX.match(part):
+        if int(part) < len(items):
+            return None
+        count = f"{len(items)} item{'s' if len(items) != 1 else ''}"
+        return Problem(f"{shown}: index {part} is past the end of {where}, which has {count}",
+                       hint=f"its indices run from {span}")
+    named = [i for i, item in enumerate(items) if isinstance(item, dict) and item.get("name") == part]
+    hint = (f"{part!r} is item {named[0]}: --set {where}.{named[0]}{'.' + rest if rest else ''}=..." if named
+            else f"give an item's index ({span}), e.g. {where}.0")
+    return Problem(f"{shown}: {where} is a list, so its items are reached by index, not {part!r}", hint=hint)
+
+
+def _variables_used(data) -> set:
+    """The names used as `${name}` anywhere in the spec."""
+    found: set = set()
+
+    def walk(value):
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str) and "${" in value:
+            found.update(m.group(1) for m in ANY.finditer(value))
+
+    walk(data)
+    return found
+
+
+def _show(value) -> str:
+    """A value as it would be written on the command line."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def substitute(data: dict, spec, problems: list[Problem]) -> dict:

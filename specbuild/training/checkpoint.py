@@ -17,10 +17,12 @@ mid-write leaves the previous checkpoint intact and at most a stray temp file
 from __future__ import annotations
 
 import collections
+import errno
 import glob
 import os
 import random
 import tempfile
+import warnings
 
 import numpy as np
 import torch
@@ -82,6 +84,36 @@ def save_checkpoint(path, payload: dict) -> None:
     data = _plain(dict(payload), "checkpoint")
     data.update(format=FORMAT, format_version=FORMAT_VERSION)
     folder = os.path.dirname(os.path.abspath(path))
+    try:
+        _write(path, folder, data)
+    except OSError as error:
+        raise _save_error(path, error) from None
+    _fsync_folder(folder)       # make the rename itself durable
+
+
+class CheckpointSaveError(CheckpointError, OSError):
+    """A checkpoint could not be written (the disk is full...): reported as the user's to fix, and
+    still an OSError with the errno of the failure."""
+
+    def __init__(self, message: str, *, hint: str, file: str, errno_: int | None):
+        super().__init__(message, hint=hint, file=file)
+        self.errno, self.filename = errno_, file
+
+
+def _save_error(path: str, error: OSError) -> CheckpointError:
+    """A failed save, told plainly: the write went to a temp file, so what `path` held is intact."""
+    kept = (f"the previous {os.path.basename(path)} there is intact" if os.path.exists(path)
+            else "nothing was written there")
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        message = f"no space left on the device to save this checkpoint; {kept}"
+        hint = "free some space (or give --out a folder on another disk), then continue with --resume"
+    else:
+        message = f"cannot save this checkpoint ({(error.strerror or str(error)).lower()}); {kept}"
+        hint = "check that the run folder exists and can be written"
+    return CheckpointSaveError(message, hint=hint, file=path, errno_=error.errno)
+
+
+def _write(path: str, folder: str, data: dict) -> None:
     os.makedirs(folder, exist_ok=True)
     _remove_stray_temps(path)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.tmp-{os.getpid()}-")
@@ -98,7 +130,6 @@ def save_checkpoint(path, payload: dict) -> None:
         except OSError:
             pass
         raise
-    _fsync_folder(folder)       # make the rename itself durable
 
 
 def _fsync_folder(folder: str) -> None:
@@ -155,28 +186,102 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise CheckpointError("this is a folder, not a checkpoint file", file=path,
                               hint="give the checkpoint file inside it, e.g. last.pt or best.pt")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():     # e.g. "Detected pickle protocol 4": the error below says it better
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:      # torch raises several types for bad files; all mean "not loadable"
-        text = str(e)
-        if "weights_only" in text or "Weights only load failed" in text or "Unsupported global" in text:
-            found = [line.split("GLOBAL", 1)[1].split()[0] for line in text.splitlines() if "GLOBAL " in line]
-            what = f" ({found[0]})" if found else ""
-            raise CheckpointError(f"this file holds pickled Python objects{what}, not just weights: refused to load it",
-                                  file=path, hint="loading it would run code from the file; load only checkpoints "
-                                  "written by specbuild (spec + state_dict) or ones you trust") from None
-        first = (text.strip().splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"this file is not a readable checkpoint ({first})", file=path,
-                              hint="the file is truncated or not a torch checkpoint: was its write cut off? "
-                                   "use an earlier checkpoint") from None
+        raise _load_error(path, e) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         what = f"a dict with keys {sorted(map(str, data))[:6]}" if isinstance(data, dict) else type(data).__name__
         hint = "a bare state_dict has no spec to rebuild the model from; " if isinstance(data, dict) else ""
         raise CheckpointError(f"this file is not a specbuild checkpoint (it holds {what})", file=path,
                               hint=hint + "use a checkpoint written by `specbuild train`")
+    for key, what in (("spec", "the spec to rebuild the model from"), ("model", "the model's weights")):
+        if not isinstance(data.get(key), dict):
+            found = "has no" if key not in data else f"holds a {type(data[key]).__name__} as"
+            raise CheckpointError(f"this checkpoint {found} {key!r} ({what})", file=path,
+                                  hint="the file was not written whole by `specbuild train`; use another checkpoint")
     if data.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"this checkpoint was written by a newer specbuild (format {data['format_version']})",
                               file=path, hint="upgrade specbuild to read it")
     return data
+
+
+ZIP_MAGIC = b"PK"                 # torch.save writes a zip archive
+PICKLE_PROTOCOL = b"\x80"         # ... and before torch 1.6, a pickle (protocol 2: b"\x80\x02")
+
+
+def _load_error(path: str, error: Exception) -> CheckpointError:
+    """Why torch.load could not read `path`: an empty file, a file that is no torch file at all, a
+    pickle of Python objects (refused: loading it would run code), or a damaged torch file."""
+    text = str(error)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    found = [line.split("GLOBAL", 1)[1].split()[0] for line in text.splitlines() if "GLOBAL " in line]
+    if not found and head[:1] == PICKLE_PROTOCOL:       # a plain pickle: torch stops before its globals
+        found = _pickle_globals(path)
+        if found is None:
+            return _not_torch(path, "its bytes are not a pickle either")
+    if found or "Unsupported global" in text:
+        what = f" ({found[0]})" if found else ""
+        return CheckpointError(f"this file holds pickled Python objects{what}, not just weights: refused to load it",
+                               file=path, hint="loading it would run code from the file; load only checkpoints "
+                               "written by specbuild (spec + state_dict) or ones you trust")
+    if not head:
+        return CheckpointError("this file is not a readable checkpoint: it is empty", file=path,
+                               hint="its write was cut off, or it was truncated: use an earlier checkpoint")
+    if not head.startswith((ZIP_MAGIC, PICKLE_PROTOCOL)):
+        return _not_torch(path, f"it starts with {head!r}; torch files are zip archives")
+    first = next((line.strip() for line in text.splitlines() if line.strip().startswith("Unsupported")),
+                 (text.strip().splitlines() or [type(error).__name__])[0]).split(". ")[0]
+    return CheckpointError(f"this file is not a readable checkpoint ({first})", file=path,
+                           hint="the file is truncated or not a torch checkpoint: was its write cut off? "
+                                "use an earlier checkpoint")
+
+
+def _not_torch(path: str, why: str) -> CheckpointError:
+    return CheckpointError(f"this file is not a readable checkpoint: it is not a torch file at all ({why})",
+                           file=path, hint="give a checkpoint written by `specbuild train`, e.g. a run folder's last.pt")
+
+
+def _pickle_globals(path: str) -> list | None:
+    """The classes and functions a pickle file names, read without running it (pickletools only
+    decodes opcodes); None when the file is no pickle."""
+    import pickletools
+    names, strings = [], []
+    try:
+        with open(path, "rb") as f:
+            for op, arg, _ in pickletools.genops(f):
+                if op.name in ("GLOBAL", "INST"):
+                    names.append(str(arg).replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(f"{strings[-2]}.{strings[-1]}")
+                elif isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:           # pickletools raises ValueError and others on bytes that are no pickle
+        return None
+    return names
+
+
+def load_weights(model, weights: dict, path: str) -> None:
+    """Load a checkpoint's state_dict into the model rebuilt from its spec; a weight that is missing,
+    extra or of another shape is a CheckpointError naming it (not torch's RuntimeError)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    extra = [k for k in weights if k not in own]
+    shapes = [(k, tuple(weights[k].shape), tuple(v.shape)) for k, v in own.items()
+              if k in weights and hasattr(weights[k], "shape") and tuple(weights[k].shape) != tuple(v.shape)]
+    hint = "the weights do not belong to the spec stored with them; use a checkpoint written by `specbuild train`"
+    if shapes:
+        name, got, want = shapes[0]
+        more = f" (and {len(shapes) - 1} more)" if len(shapes) > 1 else ""
+        raise CheckpointError(f"the checkpoint's weight {name} has shape {list(got)}, but the model its spec "
+                              f"builds wants {list(want)}{more}", file=path, hint=hint)
+    if missing or extra:
+        listed = ", ".join((missing or extra)[:5]) + (" ..." if len(missing or extra) > 5 else "")
+        what = "lacks the weights" if missing else "holds weights the model has no place for"
+        raise CheckpointError(f"the checkpoint {what}: {listed}", file=path, hint=hint)
+    model.load_state_dict(weights)
 
 
 def rng_state() -> dict:

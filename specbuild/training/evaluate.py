@@ -11,13 +11,14 @@ from ..compiler.compile import build_model
 from ..data.load import load_data
 from ..data.tensors import DataError
 from ..spec.validate import check
-from .checkpoint import load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, load_weights
 from .metrics import METRICS, compute_metrics, resolve_metrics
-from .objectives import build_objectives, objective_loss, probability_nodes, target_of
+from .objectives import INPUT_TARGET, build_objectives, objective_loss, probability_nodes, target_of
 from .session import Distributed, pick_device
 
 EVAL_BATCH = 1024
 CLASS_KINDS = ("classification", "binary")
+ID_MODULES = (torch.nn.Embedding, torch.nn.EmbeddingBag)     # modules whose input indexes a table
 
 
 def evaluate_model(model, data, objectives, metric_names, probability_nodes=(), dist=None) -> dict:
@@ -79,6 +80,41 @@ def loss_model(checked, network: str, objectives):
     return build_model(checked, network=network, outputs={n: n for n in wanted})
 
 
+def id_tables(model, graph) -> dict:
+    """input name -> [(node name, module)] of the Embeddings that read the input directly."""
+    tables = {}
+    for node in graph.nodes.values():
+        for name in node.inputs:
+            if name in graph.inputs:
+                try:
+                    module = model.get_submodule(node.share or node.name)
+                except AttributeError:
+                    continue
+                if isinstance(module, ID_MODULES):
+                    tables.setdefault(name, []).append((node.name, module))
+    return tables
+
+
+def check_token_ids(model, graph, arrays: list, source: str, command: str) -> None:
+    """Ids fed to an Embedding must index its table: checked before the forward pass (which would
+    fail with torch's "index out of range in self"), naming the input, the node and the range."""
+    tables = id_tables(model, graph)
+    for spec_input, x in zip(graph.inputs.values(), arrays):
+        if x.is_floating_point() or x.is_complex() or x.numel() == 0:
+            continue
+        for node_name, module in tables.get(spec_input.name, []):
+            size = module.num_embeddings
+            outside = (x < 0) | (x >= size)
+            if bool(outside.any()):
+                where = outside.nonzero()[0].tolist()
+                bad = int(x[tuple(where)])
+                raise DataError(f"input {spec_input.name} of {source} holds the id {bad} (sample {where[0]}), but "
+                                f"{node_name} ({type(module).__name__}) has {size} rows: ids run from 0 to {size - 1}",
+                                path=command, hint="ids cannot be negative" if bad < 0 else
+                                f"give ids below {size}, or train a spec whose {node_name} has num_embeddings of "
+                                f"at least {int(x.max()) + 1}")
+
+
 def load_predictor(checkpoint: str, command: str):
     """(state, checked spec, network name) of a checkpoint of a model that predicts."""
     state = load_checkpoint(checkpoint)
@@ -86,7 +122,11 @@ def load_predictor(checkpoint: str, command: str):
         raise DataError("this is a GAN checkpoint: it generates samples rather than predicting",
                         hint="its sample grids are in the run folder's samples/", path=command)
     checked = check(state["spec"])
-    return state, checked, state.get("network") or next(iter(checked.graphs.networks))
+    network = state.get("network") or next(iter(checked.graphs.networks))
+    if network not in checked.graphs.networks:
+        raise CheckpointError(f"this checkpoint names the network {network!r}, which its spec does not have",
+                              file=checkpoint, hint="use a checkpoint written by `specbuild train`")
+    return state, checked, network
 
 
 def evaluate(checkpoint: str, *, data=None, data_root=None, limit=None, device="auto", download=True) -> dict:
@@ -99,10 +139,21 @@ def evaluate(checkpoint: str, *, data=None, data_root=None, limit=None, device="
     if data is not None:
         options["dataset"] = data
     bundle = load_data(options, list(graph.inputs.values()), root=data_root, download=download, limit=limit)
+    name = bundle.info.get("name")
+    if not len(bundle.test):
+        raise DataError(f"the held-out part of data set {name!r} is empty: there is nothing to evaluate",
+                        path="evaluate", hint="give a data set with held-out samples (a larger file, or a test: file)")
     objectives = build_objectives(config, graph, bundle.info)
+    for o in objectives:
+        if o.target != INPUT_TARGET and o.target not in bundle.test.targets:
+            known = ", ".join(bundle.test.targets) or "none"
+            raise DataError(f"data set {name!r} has no target {o.target!r} to compare {o.on!r} with (its targets: "
+                            f"{known})", path="evaluate", hint=f"evaluate needs the answers: give data with an "
+                            f"array named {o.target!r} beside the inputs")
     model = loss_model(checked, network, objectives)
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], checkpoint)
+    check_token_ids(model, graph, bundle.test.inputs, f"data set {name!r}", "evaluate")
     model.to(device)
     row = evaluate_model(model, bundle.test.to(device), objectives, run_metrics(config, objectives),
                          probability_nodes(objectives, graph))
-    return {"data": bundle.info.get("name"), "samples": len(bundle.test), "epoch": state.get("epoch"), **row}
+    return {"data": name, "samples": len(bundle.test), "epoch": state.get("epoch"), **row}

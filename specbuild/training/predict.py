@@ -4,6 +4,13 @@ A checkpoint holds the spec and the weights, so the model is rebuilt from the
 spec and the weights loaded (never unpickled).  `predict` reads arrays from
 `.npz`/`.pt` files or images (PNG, JPEG...), prepared as in training: resized
 to the input's shape and normalised with the training data's statistics.
+Everything is checked before the forward pass: the files, the arrays' names,
+shapes and dtypes (token ids must be whole numbers within the Embedding's table).
+
+Columns: `source`, then per output (prefixed by its key when there are several)
+`class` for a classifier's output (the argmax of its scores, or probability >= 0.5
+for one binary score), then `p0`, `p1`... when the output is probabilities, else
+the raw values `0`, `1`... (or `value` for one number).
 """
 from __future__ import annotations
 
@@ -16,9 +23,12 @@ import numpy as np
 import torch
 
 from ..compiler.compile import build_model
-from ..data.tensors import DataError
-from .evaluate import load_predictor
-from .objectives import outputs_probabilities
+from ..data.files import read_arrays
+from ..data.tensors import DataError, cast_input
+from ..errors import did_you_mean
+from .checkpoint import load_weights
+from .evaluate import CLASS_KINDS, check_token_ids, id_tables, load_predictor
+from .objectives import build_objectives, outputs_probabilities
 from .session import pick_device
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -30,10 +40,14 @@ def predict(checkpoint: str, inputs: list[str], *, device="auto") -> list[dict]:
     state, checked, network = load_predictor(checkpoint, "predict")
     graph = checked.graphs.networks[network]
     model = build_model(checked, network=network)
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], checkpoint)
     model.to(device).eval()
     spec_in = list(graph.inputs.values())
-    arrays, sources = _read_inputs(inputs, spec_in, state.get("data_info") or {})
+    tables = id_tables(model, graph)
+    dtypes = [spec_input.torch_dtype() if spec_input.dtype else torch.int64 if spec_input.name in tables
+              else torch.float32 for spec_input in spec_in]   # not an integer array's own dtype: Linear refuses it
+    arrays, sources = _read_inputs(inputs, spec_in, dtypes, state.get("data_info") or {})
+    check_token_ids(model, graph, arrays, os.path.basename(inputs[0]), "predict")
     with torch.no_grad():
         outputs = model(*[a.to(device) for a in arrays])
     # column prefixes: the output's key (dict outputs) or node name (tuple outputs); none for one output
@@ -43,24 +57,45 @@ def predict(checkpoint: str, inputs: list[str], *, device="auto") -> list[dict]:
         named = {node: (value, node) for node, value in zip(graph.outputs, outputs)}
     else:
         named = {"output": (outputs, graph.outputs)}
+    kinds = _output_kinds(checked, graph, state)
     rows = []
     for i, source in enumerate(sources):
         row = {"source": source}
         for key, (value, node_name) in named.items():
             prefix = "" if len(named) == 1 else f"{key}_"
-            sample = value[i].float().cpu().reshape(-1)
-            node = graph.nodes.get(node_name)
-            if outputs_probabilities(node) and sample.numel() > 1:
-                row[prefix + "class"] = int(sample.argmax())
-                row.update({f"{prefix}p{j}": round(float(p), 6) for j, p in enumerate(sample)})
-            else:
-                row.update({f"{prefix}{j}" if sample.numel() > 1 else prefix + "value": round(float(v), 6)
-                            for j, v in enumerate(sample)})
+            row.update(_columns(value[i].float().cpu().reshape(-1), prefix, graph.nodes.get(node_name),
+                                kinds.get(node_name)))
         rows.append(row)
     return rows
 
 
-def _read_inputs(paths: list[str], spec_in: list, data_info: dict):
+def _columns(sample: torch.Tensor, prefix: str, node, kind: str | None) -> dict:
+    """One sample's columns for one output: a class for classifiers, then probabilities or raw values."""
+    row = {}
+    probabilities = outputs_probabilities(node)
+    if sample.numel() > 1 and (probabilities or kind == "classification"):
+        row[prefix + "class"] = int(sample.argmax())
+    elif sample.numel() == 1 and kind == "binary":    # one score: a probability, or a logit (0 is p = 0.5)
+        row[prefix + "class"] = int(float(sample[0]) >= (0.5 if probabilities else 0.0))
+    if probabilities and sample.numel() > 1:
+        row.update({f"{prefix}p{j}": round(float(p), 6) for j, p in enumerate(sample)})
+    else:
+        row.update({f"{prefix}{j}" if sample.numel() > 1 else prefix + "value": round(float(v), 6)
+                    for j, v in enumerate(sample)})
+    return row
+
+
+def _output_kinds(checked, graph, state) -> dict:
+    """node name -> the kind of the loss that trained it ("classification", "binary"...): a node a
+    classifier's loss reads gives class scores even where no softmax follows it."""
+    try:
+        objectives = build_objectives(checked.train, graph, state.get("data_info") or {})
+    except Exception:       # noqa: BLE001 - an old or unusual checkpoint: predict without class columns
+        return {}
+    return {o.on: o.kind for o in objectives if o.kind in CLASS_KINDS}
+
+
+def _read_inputs(paths: list[str], spec_in: list, dtypes: list, data_info: dict):
     images = [p for p in paths if p.lower().endswith(IMAGE_SUFFIXES)]
     if images:
         if len(images) != len(paths) or len(spec_in) != 1:
@@ -69,37 +104,47 @@ def _read_inputs(paths: list[str], spec_in: list, data_info: dict):
     if len(paths) != 1:
         raise DataError("give one .npz or .pt file holding the inputs", path="predict")
     path = paths[0]
-    if not os.path.exists(path):
-        raise DataError(f"no such file: {path}", path="predict")
-    if path.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as archive:
-            found = {k: torch.from_numpy(archive[k]) for k in archive.files}
-    elif path.endswith((".pt", ".pth")):
-        found = torch.load(path, map_location="cpu", weights_only=True)
-        found = found if isinstance(found, dict) else {"x": found}
-    else:
+    if not os.path.isfile(path):
+        raise DataError(f"no such file: {path}" if not os.path.exists(path) else f"{path} is not a file",
+                        path="predict", hint="give a .npz or .pt file holding the inputs, or image files")
+    if not path.lower().endswith((".npz", ".pt", ".pth")):
         raise DataError(f"cannot read {path}: predict takes .npz, .pt or image files", path="predict")
+    found = read_arrays(path, bare=spec_in[0].name, where="predict")
     arrays = []
-    for i, spec_input in enumerate(spec_in):
-        array = found.get(spec_input.name)
-        if array is None and len(found) == len(spec_in):
-            array = list(found.values())[i]
-        if array is None:
-            raise DataError(f"{path} has no array named {spec_input.name!r}", path="predict",
-                            hint="name the arrays after the spec's inputs: " + ", ".join(s.name for s in spec_in))
+    for spec_input, array, dtype in zip(spec_in, _match_names(path, found, spec_in), dtypes):
         want = tuple(spec_input.shape or ())
-        array = torch.as_tensor(array)
         if tuple(array.shape) == want:
             array = array.unsqueeze(0)
+        if not len(array):
+            raise DataError(f"{path}'s {spec_input.name} holds no samples", path="predict")
         if array[0].numel() != int(np.prod(want)):
             raise DataError(f"{spec_input.name} samples have shape {list(array.shape[1:])}, the spec wants {list(want)}",
                             path="predict")
-        arrays.append(array.reshape((array.shape[0],) + want).to(spec_input.torch_dtype(array)))
+        array = array.reshape((array.shape[0],) + want)
+        arrays.append(cast_input(array, dtype, f"{os.path.basename(path)}'s {spec_input.name}", spec_input.name,
+                                 path="predict"))
+    if len({len(a) for a in arrays}) > 1:
+        raise DataError(f"the arrays in {path} have different numbers of samples: "
+                        + ", ".join(f"{s.name}={len(a)}" for s, a in zip(spec_in, arrays)), path="predict",
+                        hint="give every input one row per sample")
     return arrays, [f"{os.path.basename(path)}[{i}]" for i in range(arrays[0].shape[0])]
 
 
+def _match_names(path: str, found: dict, spec_in: list) -> list:
+    """The file's array for each input: by the input's name; a lone array feeds a lone input."""
+    if len(spec_in) == 1 and len(found) == 1:
+        return list(found.values())
+    for spec_input in spec_in:
+        if spec_input.name not in found:
+            names = ", ".join(s.name for s in spec_in)
+            raise DataError(f"{path} has no array named {spec_input.name!r} (its arrays: {', '.join(found)})",
+                            path="predict", hint=did_you_mean(spec_input.name, found)
+                            or f"name the arrays after the spec's inputs: {names}")
+    return [found[s.name] for s in spec_in]
+
+
 def _read_images(paths: list[str], spec_input, data_info: dict) -> torch.Tensor:
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
     shape = tuple(spec_input.shape or ())
     channels, height, width = (shape if len(shape) == 3 else (1, 28, 28) if int(np.prod(shape)) == 784 else (None,) * 3)
     if channels is None:
@@ -107,7 +152,19 @@ def _read_images(paths: list[str], spec_input, data_info: dict) -> torch.Tensor:
     norm = data_info.get("normalize") or {}
     batch = []
     for path in paths:
-        image = Image.open(path).convert("L" if channels == 1 else "RGB").resize((width, height))
+        if not os.path.isfile(path):
+            raise DataError(f"no such image file: {path}", path="predict", hint="check the path")
+        if os.path.getsize(path) == 0:
+            raise DataError(f"the image file {path} is empty (0 bytes)", path="predict",
+                            hint="was it written completely? give another image")
+        try:
+            with Image.open(path) as opened:
+                image = opened.convert("L" if channels == 1 else "RGB").resize((width, height))
+        except (UnidentifiedImageError, OSError, ValueError) as error:   # not an image, or a damaged one
+            reason = "not an image file PIL can read" if isinstance(error, UnidentifiedImageError) else \
+                f"damaged: {error}"
+            raise DataError(f"cannot read the image {path}: {reason}", path="predict",
+                            hint="give PNG, JPEG, BMP, GIF, TIFF or WebP files") from None
         x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)
         x = x.unsqueeze(0) if channels == 1 else x.permute(2, 0, 1)
         mean = torch.tensor(norm.get("mean", 0.0)).reshape(-1, 1, 1)
