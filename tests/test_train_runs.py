@@ -4,6 +4,8 @@ a changed optimizer starts afresh and says so; a run with nothing to train says 
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +121,20 @@ def test_nothing_to_train_is_an_error_not_an_empty_success(run, capsys, tmp_path
     assert rc == 1
     assert err.strip() == "train.epochs: train.epochs is 0: there is nothing to train — give --epochs 1 or more"
     assert not os.path.exists(tmp_path / "zero")
+
+
+def test_training_on_token_ids_an_embedding_cannot_look_up_is_refused(tmp_path, capsys):
+    import numpy as np
+    data = tmp_path / "ids.npz"
+    x = np.arange(40 * 10, dtype=np.int64).reshape(40, 10) % 1000
+    x[7, 3] = 1200                                              # past Embedding(1000, 64)'s table
+    np.savez(data, x=x, label=np.arange(40) % 10)
+    spec = str(Path(__file__).resolve().parent.parent / "specs" / "embedding.yaml")
+    rc, _, err = run_cli(capsys, "train", spec, "--data", data, "--epochs", 1, "--out", tmp_path / "run")
+    assert rc == 1
+    # the sample's index is its place in the train split, which a seeded permutation draws
+    assert re.fullmatch(re.escape(f"train: input x of data set '{data}' holds the id 1200 (sample ") + r"\d+"
+                        + re.escape("), but embedding (Embedding) has 1000 rows: ids run from 0 to 999 — give ids "
+                                    "below 1000, or train a spec whose embedding has num_embeddings of at least 1201"),
+                        err.strip()), err
+    assert not (tmp_path / "run").exists()

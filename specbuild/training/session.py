@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import SpecError
-from .checkpoint import rng_state, set_rng_state
+from .checkpoint import load_weights, rng_state, set_rng_state
 from .progress import Progress
 
 
@@ -148,14 +148,18 @@ def state_of(part):
     return part.state_dict()
 
 
-def load_state(part, state) -> None:
+def load_state(part, state, source=None) -> None:
+    """The inverse of state_of; a model's weights that do not fit it are a CheckpointError
+    naming the weight (a checkpoint's spec and weights out of step), not torch's RuntimeError."""
     if part is None or state is None:
         return
     if isinstance(part, dict):
         for name, p in part.items():
-            load_state(p, state[name])
-        return
-    part.load_state_dict(state)
+            load_state(p, state[name], source)
+    elif isinstance(part, torch.nn.Module):
+        load_weights(part, state, source)
+    else:
+        part.load_state_dict(state)
 
 
 def changed_components(state: dict, config, progress) -> tuple:
@@ -207,7 +211,7 @@ class Session:
         epoch it records."""
         for name, part in self.parts.items():
             if name not in skip:
-                load_state(part, state.get(name))
+                load_state(part, state.get(name), source)
         set_rng_state(state["rng"])
         self.shuffle_rng.set_state(state["shuffle_rng"])
         self.start_epoch, self.step = int(state["epoch"]), int(state.get("step") or 0)

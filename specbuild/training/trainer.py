@@ -27,7 +27,7 @@ from ..spec.loader import load_spec
 from ..spec.train_config import DEFAULT_OPTIMIZER
 from ..spec.validate import check
 from .checkpoint import load_checkpoint
-from .evaluate import evaluate_model, loss_model, run_metrics
+from .evaluate import check_token_ids, evaluate_model, loss_model, run_metrics
 from .objectives import build_objectives, check_labels, infer_task, objective_loss, probability_nodes
 from .optim import make_optimizer, make_scheduler, step_scheduler
 from .run_folder import RunFolder
@@ -111,6 +111,8 @@ class Trainer:
         self.metric_names = run_metrics(config, self.objectives)
         self.session = session = Session(checked, folder, task=self.task, progress=progress, dist=dist)
         self.model = loss_model(checked, self.network, self.objectives).to(session.device)
+        for part in (self.bundle.train, self.bundle.test):       # ids an Embedding cannot look up
+            check_token_ids(self.model, self.graph, part.inputs, f"data set {self.bundle.info['name']!r}", "train")
         self.optimizer = make_optimizer(config.optimizer, self.model.parameters())
         self.steps_per_epoch = self.bundle.train.num_batches(config.data.batch_size, world_size=dist.world_size)
         self.scheduler, self.interval = make_scheduler(config.scheduler, self.optimizer, config.epochs,
