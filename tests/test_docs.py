@@ -1,5 +1,8 @@
 """Every example in docs/spec-format.md and the README is a spec that validates, builds, and runs:
-a forward pass on inputs of the declared shapes and dtypes gives the shapes inference promised."""
+a forward pass on inputs of the declared shapes and dtypes gives the shapes inference promised.
+
+A block fenced ```yaml NAME (the README's bad.yaml) is a file a shown command reads, often a wrong
+spec on purpose: the regex below skips it, and tests/test_doc_outputs.py runs the command on it."""
 import re
 from pathlib import Path
 

@@ -28,7 +28,8 @@ _SETS = {
     "sequence-sum": ({"samples", "seed"},
                      "random sequences [seq_len, d] -> relu of the first feature's scaled sum (attention/Transformer)"),
     "tokens": ({"samples", "seed", "num_embeddings"},
-               "token ids [10] in [0, 1000) -> first token mod 10 (embedding models)"),
+               "token ids [10] in [0, 1000) -> the first token's class (id mod 10), which 80% of the later "
+               "tokens share (embedding models)"),
     "mnist-side": ({"normalize", "seed"},
                    "two inputs: an mnist-sample image and a 10-d hint vector right 70% of the time (multi-input)"),
 }
