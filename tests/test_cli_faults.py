@@ -578,3 +578,12 @@ def test_set_reaches_list_items(cli):
     assert fc1[1:] == ["Linear", "flatten_0", "[N,", "64]", "50,240"]        # 784 * 64 + 64
     fc2 = next(line.split() for line in result.out.splitlines() if line.startswith("fc2 "))
     assert fc2[-1] == "650"                                                  # 64 * 10 + 10
+
+
+@pytest.mark.parametrize("command, extra", [("evaluate", []), ("predict", ["x.npz"])])
+def test_a_gan_checkpoint_is_refused_by_the_command_that_was_asked(cli, command, extra):
+    gan = Path(__file__).parent / "fixtures" / "checkpoints-0.1.0" / "gan.pt"
+    result = cli(command, gan, *extra)
+    assert result.rc == 1
+    assert result.err.strip() == (f"{command}: this is a GAN checkpoint: it generates samples rather than "
+                                  "predicting — its sample grids are in the run folder's samples/")
