@@ -13,6 +13,7 @@ $(BIN)/specbuild: pyproject.toml
 	touch $@
 
 demo: $(BIN)/specbuild
+	rm -rf runs/demo   # each demo is a new run; train refuses to overwrite an old one
 	$(BIN)/specbuild train specs/cnn.yaml --data mnist-sample --epochs 3 --out runs/demo
 
 test: $(BIN)/specbuild
