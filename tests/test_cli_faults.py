@@ -150,7 +150,8 @@ LR = "the learning rate must be a finite number, 0 or more — e.g. --lr 0.001"
     ("--lr", "-0.5", f"--lr -0.5: {LR}"),
     ("--seed", "99999999999999999999", f"--seed 99999999999999999999: {SEED_RANGE} — e.g. --seed 0"),
     ("--seed", str(-2**63 - 1), f"--seed {-2**63 - 1}: {SEED_RANGE} — e.g. --seed 0"),
-    ("--epochs", "-3", "--epochs -3: a number of epochs cannot be negative — e.g. --epochs 5"),
+    ("--epochs", "-3", "--epochs -3: a run trains 1 epoch or more — e.g. --epochs 5"),
+    ("--epochs", "0", "--epochs 0: a run trains 1 epoch or more — e.g. --epochs 5"),
     ("--batch-size", "0", "--batch-size 0: a batch holds at least 1 sample — e.g. --batch-size 32"),
     ("--limit", "0", "--limit 0: it takes at least 1 sample of each split — e.g. --limit 1000"),
 ])

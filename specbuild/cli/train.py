@@ -17,7 +17,7 @@ SEED_RANGE = (-2**63, 2**64 - 1)      # what torch.manual_seed (and a torch.Gene
 # the trainer's options: name -> (is the value fine?, what it must be, an example); checked here, so a
 # bad value is blamed on the option, before it becomes an override of the spec's `train:` section
 OPTION_RULES = {
-    "epochs": (lambda v: v >= 0, "a number of epochs cannot be negative", "--epochs 5"),
+    "epochs": (lambda v: v >= 1, "a run trains 1 epoch or more", "--epochs 5"),
     "batch_size": (lambda v: v >= 1, "a batch holds at least 1 sample", "--batch-size 32"),
     "lr": (lambda v: math.isfinite(v) and v >= 0, "the learning rate must be a finite number, 0 or more",
            "--lr 0.001"),
