@@ -38,14 +38,11 @@ class Input:
         """The dtype as the spec reads it: float32 unless it says otherwise."""
         return self.dtype or "float32"
 
-    def torch_dtype(self, data=None):
-        """The torch dtype inputs are cast to: the declared one; undeclared, integer data
-        (token ids) stays int64 and everything else becomes float32."""
+    def torch_dtype(self):
+        """The torch dtype inputs are cast to: the one shape inference assumed (dtype_name), so
+        data fed to the model is what validation checked the layers against."""
         import torch
-        if self.dtype is not None:
-            return getattr(torch, DTYPES[self.dtype])
-        integer = data is not None and not (data.is_floating_point() or data.is_complex()) and data.dtype != torch.bool
-        return torch.int64 if integer else torch.float32
+        return getattr(torch, self.dtype_name)
 
 
 def parse_input(name: str, value, path: tuple = ()) -> Input:

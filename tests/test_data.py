@@ -217,7 +217,9 @@ def test_tokens():
     x, label = b.train.inputs[0], b.train.targets["label"]
     assert x.dtype == torch.long and x.shape == (300, 10) and 0 <= int(x.min()) and int(x.max()) < 50
     assert torch.equal(label, x[:, 0] % 10)
-    assert load_data("tokens", {"x": [10]}).train.inputs[0].dtype == torch.long   # integer data stays integer
+    # an input without a dtype is float32, as validation assumed when it checked the layers it feeds
+    undeclared = load_data({"dataset": "tokens", "num_embeddings": 50, "samples": 300}, {"x": [10]}).train.inputs[0]
+    assert undeclared.dtype == torch.float32 and torch.equal(undeclared, x.float())
 
 
 def test_mnist_side_inputs_in_spec_order():

@@ -138,3 +138,14 @@ def test_training_on_token_ids_an_embedding_cannot_look_up_is_refused(tmp_path, 
                                     "below 1000, or train a spec whose embedding has num_embeddings of at least 1201"),
                         err.strip()), err
     assert not (tmp_path / "run").exists()
+
+
+def test_integer_data_fed_to_an_input_without_a_dtype_trains_as_validated(tmp_path, capsys):
+    # validation takes an input without a dtype as float32 and lets it feed a Linear; the data set's
+    # integer token ids must reach the model as float32 too (they were kept int64: torch refused)
+    spec = write_text(tmp_path, SPEC.replace("{x: [4]}", "{x: [10]}").replace("out_features: 3", "out_features: 10")
+                      .replace("{dataset: iris, batch_size: 16}", "{dataset: tokens, batch_size: 16, samples: 64}"),
+                      "ids.yaml")
+    rc, out, err = run_cli(capsys, "train", spec, "--out", tmp_path / "run")
+    assert rc == 0, err
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1

@@ -123,7 +123,7 @@ def _fit(name: str, data: TensorData, specs: list[Input]) -> TensorData:
 
 
 def _cast(name: str, x, spec: Input):
-    return cast_input(x, spec.torch_dtype(x), f"data set {name!r}'s {spec.name}", spec.name,
+    return cast_input(x, spec.torch_dtype(), f"data set {name!r}'s {spec.name}", spec.name,
                       path=f"inputs.{spec.name}.dtype")
 
 

@@ -27,7 +27,7 @@ from ..data.files import read_arrays
 from ..data.tensors import DataError, cast_input
 from ..errors import did_you_mean
 from .checkpoint import load_weights
-from .evaluate import CLASS_KINDS, check_token_ids, id_tables, load_predictor
+from .evaluate import CLASS_KINDS, check_token_ids, load_predictor
 from .objectives import build_objectives, outputs_probabilities
 from .session import pick_device
 
@@ -43,10 +43,7 @@ def predict(checkpoint: str, inputs: list[str], *, device="auto") -> list[dict]:
     load_weights(model, state["model"], checkpoint)
     model.to(device).eval()
     spec_in = list(graph.inputs.values())
-    tables = id_tables(model, graph)
-    dtypes = [spec_input.torch_dtype() if spec_input.dtype else torch.int64 if spec_input.name in tables
-              else torch.float32 for spec_input in spec_in]   # not an integer array's own dtype: Linear refuses it
-    arrays, sources = _read_inputs(inputs, spec_in, dtypes, state.get("data_info") or {})
+    arrays, sources = _read_inputs(inputs, spec_in, state.get("data_info") or {})
     check_token_ids(model, graph, arrays, os.path.basename(inputs[0]), "predict")
     with torch.no_grad():
         outputs = model(*[a.to(device) for a in arrays])
@@ -95,7 +92,7 @@ def _output_kinds(checked, graph, state) -> dict:
     return {o.on: o.kind for o in objectives if o.kind in CLASS_KINDS}
 
 
-def _read_inputs(paths: list[str], spec_in: list, dtypes: list, data_info: dict):
+def _read_inputs(paths: list[str], spec_in: list, data_info: dict):
     images = [p for p in paths if p.lower().endswith(IMAGE_SUFFIXES)]
     if images:
         if len(images) != len(paths) or len(spec_in) != 1:
@@ -111,7 +108,7 @@ def _read_inputs(paths: list[str], spec_in: list, dtypes: list, data_info: dict)
         raise DataError(f"cannot read {path}: predict takes .npz, .pt or image files", path="predict")
     found = read_arrays(path, bare=spec_in[0].name, where="predict")
     arrays = []
-    for spec_input, array, dtype in zip(spec_in, _match_names(path, found, spec_in), dtypes):
+    for spec_input, array in zip(spec_in, _match_names(path, found, spec_in)):
         want = tuple(spec_input.shape or ())
         if tuple(array.shape) == want:
             array = array.unsqueeze(0)
@@ -121,8 +118,8 @@ def _read_inputs(paths: list[str], spec_in: list, dtypes: list, data_info: dict)
             raise DataError(f"{spec_input.name} samples have shape {list(array.shape[1:])}, the spec wants {list(want)}",
                             path="predict")
         array = array.reshape((array.shape[0],) + want)
-        arrays.append(cast_input(array, dtype, f"{os.path.basename(path)}'s {spec_input.name}", spec_input.name,
-                                 path="predict"))
+        arrays.append(cast_input(array, spec_input.torch_dtype(), f"{os.path.basename(path)}'s {spec_input.name}",
+                                 spec_input.name, path="predict"))
     if len({len(a) for a in arrays}) > 1:
         raise DataError(f"the arrays in {path} have different numbers of samples: "
                         + ", ".join(f"{s.name}={len(a)}" for s, a in zip(spec_in, arrays)), path="predict",
