@@ -21,6 +21,7 @@ import errno
 import glob
 import os
 import random
+import shutil
 import tempfile
 import warnings
 
@@ -83,9 +84,20 @@ def save_checkpoint(path, payload: dict) -> None:
                               hint="pass {'spec': spec_dict, 'model': model.state_dict(), ...}")
     data = _plain(dict(payload), "checkpoint")
     data.update(format=FORMAT, format_version=FORMAT_VERSION)
+    _atomic_write(path, lambda f: torch.save(data, f))
+
+
+def copy_checkpoint(source, path) -> None:
+    """Copy a checkpoint file to path, byte for byte, as atomically as save_checkpoint writes one."""
+    with open(source, "rb") as src:
+        _atomic_write(os.fspath(path), lambda f: shutil.copyfileobj(src, f))
+
+
+def _atomic_write(path: str, write) -> None:
+    """write(file) into a temp file beside path, then rename it over path (see the module docstring)."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
-        _write(path, folder, data)
+        _write(path, folder, write)
     except OSError as error:
         raise _save_error(path, error) from None
     _fsync_folder(folder)       # make the rename itself durable
@@ -113,14 +125,14 @@ def _save_error(path: str, error: OSError) -> CheckpointError:
     return CheckpointSaveError(message, hint=hint, file=path, errno_=error.errno)
 
 
-def _write(path: str, folder: str, data: dict) -> None:
+def _write(path: str, folder: str, write) -> None:
     os.makedirs(folder, exist_ok=True)
     _remove_stray_temps(path)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.tmp-{os.getpid()}-")
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)   # mkstemp makes it private; a checkpoint is as readable as any file
         with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -22,15 +22,13 @@ import csv
 import io
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
 from ..errors import SpecError
-from .checkpoint import CheckpointError, load_checkpoint, remove_stray_temps, save_checkpoint
+from .checkpoint import CheckpointError, copy_checkpoint, load_checkpoint, remove_stray_temps, save_checkpoint
 
 RUN_FILES = ("last.pt", "metrics.jsonl")     # a folder holding one of these holds a run
 
@@ -138,10 +136,7 @@ class RunFolder:
                 return
         except CheckpointError:
             pass                                   # missing or unreadable: rewrite it
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".best.pt.tmp-{os.getpid()}-")
-        os.close(fd)
-        shutil.copyfile(self.last, tmp)
-        os.replace(tmp, self.best)
+        copy_checkpoint(self.last, self.best)
 
     def plot(self, history: list[dict]) -> None:
         if not self.writer or not history:
