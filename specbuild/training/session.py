@@ -168,7 +168,8 @@ def changed_components(state: dict, config, progress) -> tuple:
     recorded = (state.get("spec") or {}).get("train") or {}
     skip = []
     for part in ("optimizer", "scheduler"):
-        was = (recorded.get(part) or {}).get("type") if isinstance(recorded.get(part), dict) else None
+        entry = recorded.get(part)
+        was = entry.get("type") if isinstance(entry, dict) else None
         now = getattr(getattr(config, part), "type", None)
         if was != now and (was is not None or part == "scheduler"):
             skip.append(part)
