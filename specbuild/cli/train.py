@@ -44,6 +44,8 @@ def add_train_commands(sub) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run folder (default: runs/<spec name>-<time>)")
     p.add_argument("--resume", metavar="PATH", help="a checkpoint or run folder to continue from")
+    p.add_argument("--init-from", metavar="FILE", help="start from these weights (.pt, .pth, .bin, .safetensors or a "
+                                                        "checkpoint), not fresh ones; every tensor must fit")
     p.add_argument("--limit", type=int, help="use only the first N samples of each split (quick checks)")
     p.add_argument("--no-download", action="store_true", help="never download a data set")
     p.set_defaults(run=_train)
@@ -125,7 +127,7 @@ def _train(args) -> int:
         run = train(args.spec, data=args.data, data_root=args.data_root, epochs=args.epochs,
                     batch_size=args.batch_size, lr=args.lr, overrides=overrides, device=args.device,
                     seed=args.seed, out=args.out, resume=args.resume, limit=args.limit,
-                    download=not args.no_download)
+                    download=not args.no_download, init_from=args.init_from)
     except TrainingStopped as stop:
         print(f"specbuild: {stop}", file=sys.stderr)
         return stop.exit_code

@@ -1,7 +1,8 @@
 """A run folder: everything one training run leaves behind.
 
     runs/cnn-20261127-101500/
-      spec.yaml        the spec as it ran (overrides applied, variables substituted)
+      spec.yaml        the spec as it ran (overrides applied, variables substituted); a first
+                       comment names the weights file of --init-from
       metrics.jsonl    one JSON object per epoch
       metrics.csv      the same as a table
       last.pt          the latest checkpoint (spec + weights + training state): the last complete
@@ -38,6 +39,7 @@ class RunFolder:
         self.path = Path(path)
         self.writer = writer
         self._made = False
+        self.init_from: str | None = None     # the weights file the run started from (--init-from)
 
     @classmethod
     def create(cls, out: str | None, spec_name: str, *, writer: bool = True, resuming=None) -> "RunFolder":
@@ -102,7 +104,9 @@ class RunFolder:
     def write_spec(self, data: dict) -> None:
         if self.writer:
             self._make()
-            _atomic_text(self.path / "spec.yaml", yaml.safe_dump(data, sort_keys=False))
+            where = " ".join(str(self.init_from).splitlines())     # a comment is one line
+            head = f"# the weights started from {where} (--init-from)\n" if self.init_from else ""
+            _atomic_text(self.path / "spec.yaml", head + yaml.safe_dump(data, sort_keys=False))
 
     def write_history(self, history: list[dict]) -> None:
         """Rewrite the metrics files from the whole history (a resumed run continues them)."""

@@ -21,6 +21,7 @@ import time
 import torch
 
 from ..compiler.compile import build_model, pick_network
+from ..compiler.weights import fit_weights, read_state_dict
 from ..data.load import load_data
 from ..errors import SpecError
 from ..spec.loader import load_spec
@@ -69,10 +70,16 @@ def _same_model(given, recorded: dict, path: str) -> None:
 
 
 def train(spec, *, data=None, data_root=None, epochs=None, batch_size=None, lr=None, overrides=None,
-          device=None, seed=None, out=None, resume=None, limit=None, download=True, progress=None) -> Run:
+          device=None, seed=None, out=None, resume=None, limit=None, download=True, progress=None,
+          init_from=None) -> Run:
     """Train a spec (path, text, dict or Spec) as its `train` section says; returns history and model.
     With `resume`, the checkpoint's own spec is used; `spec` may be None, or must describe the
-    same model."""
+    same model.  With `init_from` (a weights file: see compiler/weights.py), the model starts
+    from its weights, which must all fit, instead of fresh ones."""
+    if init_from is not None and resume is not None:
+        raise SpecError("--init-from and --resume do not go together: --resume restores the run's own weights, "
+                        "with everything else", hint="drop --init-from to continue the run, or --resume to start "
+                                                     "a new run from the file's weights")
     state = source = resuming = None
     if resume is not None:
         source = _checkpoint_path(resume)
@@ -88,18 +95,30 @@ def train(spec, *, data=None, data_root=None, epochs=None, batch_size=None, lr=N
     spec = load_spec(spec)
     cli = command_line_overrides(spec.data, data, epochs, batch_size, lr, seed, device, limit)
     checked = check(spec, overrides={**(overrides or {}), **cli})
+    init = None if init_from is None else _initial_weights(checked, init_from)
     dist = Distributed.from_env()
     folder = RunFolder.create(out, checked.data["name"], writer=dist.is_writer, resuming=resuming)
     loader = dict(root=data_root, download=download)
     loop = GanLoop(checked, folder, loader, progress) if checked.train.is_gan else \
-        Trainer(checked, folder, dist, loader, progress)
+        Trainer(checked, folder, dist, loader, progress, init)
     return loop.run(state, source)
+
+
+def _initial_weights(checked, path) -> tuple[str, dict]:
+    """(the file's absolute path, its tensors) for --init-from, read before any data is loaded."""
+    if checked.train.is_gan:
+        names = ", ".join(checked.graphs.networks)
+        raise SpecError(f"--init-from gives one network its weights, and this spec trains several ({names})",
+                        file=checked.spec.file, path="train",
+                        hint="train it from fresh weights, or continue a run of it with --resume")
+    path = os.path.abspath(os.fspath(path))
+    return path, read_state_dict(path, network=pick_network(checked, None))
 
 
 class Trainer:
     """The supervised loop: every objective's weighted loss, one optimizer, an optional scheduler."""
 
-    def __init__(self, checked, folder, dist, loader: dict, progress=None):
+    def __init__(self, checked, folder, dist, loader: dict, progress=None, init=None):
         config = self.config = checked.train
         self.checked = checked
         self.network = pick_network(checked, None)
@@ -110,7 +129,10 @@ class Trainer:
         self.task = infer_task(config, self.objectives)
         self.metric_names = run_metrics(config, self.objectives)
         self.session = session = Session(checked, folder, task=self.task, progress=progress, dist=dist)
-        self.model = loss_model(checked, self.network, self.objectives).to(session.device)
+        self.model = loss_model(checked, self.network, self.objectives)
+        if init is not None:                    # --init-from: (path, tensors); a misfit is refused before training
+            fit_weights(self.model, init[1], init[0])
+        self.model = self.model.to(session.device)
         for part in (self.bundle.train, self.bundle.test):       # ids an Embedding cannot look up
             check_token_ids(self.model, self.graph, part.inputs, f"data set {self.bundle.info['name']!r}", "train")
         self.optimizer = make_optimizer(config.optimizer, self.model.parameters())
@@ -123,12 +145,20 @@ class Trainer:
         self.probability_nodes = probability_nodes(self.objectives, self.graph)
         session.parts = {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler}
         session.extra = {"network": self.network, "data_info": plain(self.bundle.info)}
+        if init is not None:
+            self.record_init(init[0])
+
+    def record_init(self, path: str) -> None:
+        """Note in every checkpoint, and atop the run's spec.yaml, where the first weights came from."""
+        self.session.extra["init_from"] = self.session.folder.init_from = path
 
     def run(self, state=None, source=None) -> Run:
         session = self.session
         if state is not None:
             session.restore(state, source, skip=changed_components(state, self.config, session.progress))
             self._check_schedule_length(state)
+            if state.get("init_from"):
+                self.record_init(state["init_from"])
         session.run(self)
         return Run(session.history, self.trained_model(), session.folder.path, session.best, self.task,
                    self.bundle.info)
