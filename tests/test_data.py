@@ -232,7 +232,7 @@ def test_mnist_side_inputs_in_spec_order():
 
 @pytest.mark.parametrize("name,shapes", [
     ("sine", {"x": [16, 1]}), ("sequence-sum", {"x": [8, 4]}), ("tokens", {"x": [10]}),
-    ("mnist-side", {"x1": [784], "x2": [10]})])
+    ("mnist-side", {"x1": [784], "x2": [10]}), ("token-stream", {"idx": [12]})])
 def test_synthetic_sets_are_deterministic(name, shapes):
     config = {"dataset": name, "seed": 3} if name == "mnist-side" else {"dataset": name, "samples": 64, "seed": 3}
     a, b = load_data(config, shapes, limit=64), load_data(config, shapes, limit=64)
@@ -247,7 +247,7 @@ def test_synthetic_sets_are_deterministic(name, shapes):
 OFFLINE_SHAPES = {"sine": {"x": [10, 1]}, "sequence-sum": {"x": [6, 4]}, "tokens": {"x": [10]},
                   "mnist-side": {"x1": [1, 28, 28], "x2": [10]}, "diabetes": {"x": [10]}, "iris": {"x": [4]},
                   "wine": {"x": [13]}, "breast-cancer": {"x": [30]}, "digits": {"x": [64]},
-                  "mnist-sample": {"x": [784]}}
+                  "mnist-sample": {"x": [784]}, "token-stream": {"idx": [16]}}
 # torchvision's IDX sets: loaded offline from a small fake copy in the layout torchvision keeps
 IDX_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
 NEEDS_REAL_DATA = {

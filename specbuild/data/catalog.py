@@ -32,6 +32,9 @@ _SETS = {
                "tokens share (embedding models)"),
     "mnist-side": ({"normalize", "seed"},
                    "two inputs: an mnist-sample image and a 10-d hint vector right 70% of the time (multi-input)"),
+    "token-stream": ({"samples", "seed", "vocab_size"},
+                     "token ids [T] in [0, vocab_size) (default 64) from a seeded order-2 Markov chain -> the next "
+                     "token at each position, [T] (language models)"),
 }
 DATASETS = {name: description for name, (_, description) in _SETS.items()}
 OPTIONS = {name: options for name, (options, _) in _SETS.items()}

@@ -12,12 +12,13 @@ Data sets (see DATASETS, and each loader's docstring for details):
 * mnist, fashion-mnist, kmnist, cifar10, cifar100, svhn: torchvision's sets,
   read from --data-root or the cache folder, downloaded there when allowed.
 * digits, diabetes, iris, wine, breast-cancer: scikit-learn's bundled sets.
-* sine, sequence-sum, tokens, mnist-side: synthetic tasks for the sequence,
-  attention, embedding and multi-input models.
+* sine, sequence-sum, tokens, mnist-side, token-stream: synthetic tasks for the
+  sequence, attention, embedding, multi-input and language models.
 * a path to .npz, .pt or .csv: the user's own arrays.
 
-Targets: class labels are long tensors [N]; regression targets are float
-tensors [N, k] (k=1 for a scalar), the shape a Linear(..., k) head outputs.
+Targets: class labels are long tensors [N] (token-stream's: [N, T], one per
+position); regression targets are float tensors [N, k] (k=1 for a scalar), the
+shape a Linear(..., k) head outputs.
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ LOADERS = {"mnist-sample": images.load_mnist_sample,
            **{name: images.load_image_set for name in images.IMAGE_SETS},
            **{name: tabular.load_sklearn for name in tabular.SETS},
            "sine": synthetic.load_sine, "sequence-sum": synthetic.load_sequence_sum,
-           "tokens": synthetic.load_tokens, "mnist-side": synthetic.load_mnist_side}
+           "tokens": synthetic.load_tokens, "mnist-side": synthetic.load_mnist_side,
+           "token-stream": synthetic.load_token_stream}
 
 
 def default_cache_dir() -> str:

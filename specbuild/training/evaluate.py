@@ -13,7 +13,7 @@ from ..data.tensors import DataError
 from ..spec.validate import check
 from .checkpoint import CheckpointError, load_checkpoint, load_weights
 from .metrics import METRICS, compute_metrics, resolve_metrics
-from .objectives import INPUT_TARGET, build_objectives, objective_loss, probability_nodes, target_of
+from .objectives import INPUT_TARGET, build_objectives, check_labels, objective_loss, probability_nodes, target_of
 from .session import Distributed, pick_device
 
 EVAL_BATCH = 1024
@@ -51,9 +51,10 @@ def evaluate_model(model, data, objectives, metric_names, probability_nodes=(), 
         names = [m for m in metric_names if METRICS[m].kind == kind]
         if not names:
             continue
-        if kind == "classification":
-            probs = o.probabilities(output, o.on in probability_nodes)
-            values = compute_metrics(names, y_true=target.cpu().numpy(), probs=probs.float().cpu().numpy())
+        if kind == "classification":       # scores per position count each position as a sample
+            scores, labels = o.per_sample(output, target)
+            probs = o.probabilities(scores, o.on in probability_nodes)
+            values = compute_metrics(names, y_true=labels.cpu().numpy(), probs=probs.float().cpu().numpy())
         else:
             flat = output.reshape(output.shape[0], -1).float().cpu().numpy()
             values = compute_metrics(names, y_true=target.reshape(output.shape[0], -1).float().cpu().numpy(), scores=flat)
@@ -150,6 +151,7 @@ def evaluate(checkpoint: str, *, data=None, data_root=None, limit=None, device="
             raise DataError(f"data set {name!r} has no target {o.target!r} to compare {o.on!r} with (its targets: "
                             f"{known})", path="evaluate", hint=f"evaluate needs the answers: give data with an "
                             f"array named {o.target!r} beside the inputs")
+    check_labels(objectives, checked.shapes[network], bundle)
     model = loss_model(checked, network, objectives)
     load_weights(model, state["model"], checkpoint)
     check_token_ids(model, graph, bundle.test.inputs, f"data set {name!r}", "evaluate")

@@ -5,6 +5,12 @@ torch.nn loss, the node it reads (`on:`, default the model's output), the data
 target it compares with (`target:`, default by kind: `label` for classifiers,
 the input itself for reconstruction), its weight, and its kind, which decides
 the metrics it reports and how its output turns into class probabilities.
+
+A classifier's output may hold scores per position: [N, T, C] with labels [N, T]
+(a language model's logits and next tokens).  The loss then reads both flattened,
+[N*T, C] and [N*T], as nanoGPT does, and the metrics count every position as a
+sample; torch's own layout, [N, C, T] with labels [N, T], is kept for the loss and
+flattened alike for the metrics.  When both fit (T == C), classes last wins.
 """
 from __future__ import annotations
 
@@ -46,7 +52,7 @@ class Objective:
     kind: str               # "classification", "binary", "regression" or "reconstruction"
 
     def probabilities(self, output: torch.Tensor, output_is_probability: bool) -> torch.Tensor | None:
-        """Class probabilities for ROC-AUC, from what the loss reads."""
+        """Class probabilities for ROC-AUC, from what the loss reads (classes in dim 1: see `per_sample`)."""
         if self.kind == "classification":
             if output_is_probability:
                 return output
@@ -56,7 +62,38 @@ class Objective:
         return None
 
     def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.kind == "classification" and class_layout(output.shape, target.shape) == "last":
+            return self.loss(output.reshape(-1, output.shape[-1]), target.reshape(-1).long())
         return self.loss(output, fit_target(output, target, self.kind))
+
+    def per_sample(self, output: torch.Tensor, target: torch.Tensor) -> tuple:
+        """(output, target) for the metrics, positions folded into samples: a classifier's
+        per-position scores become [N*T, C] with labels [N*T], a binary loss's several outputs
+        per sample one column [N*k, 1] with labels [N*k]; other outputs are returned as given."""
+        if self.kind == "classification":
+            layout = class_layout(output.shape, target.shape)
+            if layout == "second":
+                output = output.movedim(1, -1)
+            if layout in ("last", "second"):
+                return output.reshape(-1, output.shape[-1]), target.reshape(-1)
+        elif self.kind == "binary" and output.dim() > 1 and output.numel() == target.numel():
+            return output.reshape(-1, 1), target.reshape(-1)
+        return output, target
+
+
+def class_layout(output_shape, target_shape) -> str | None:
+    """Where a classifier's output (batch first) holds its classes, judged by its labels' shape:
+    "plain" for scores [N, C] and labels [N] or [N, 1]; "last" for scores per position
+    [N, ..., C] and labels [N, ...]; "second" for torch's own layout [N, C, ...] with labels
+    [N, ...]; None when the labels fit none of them."""
+    out, labels = tuple(output_shape), tuple(target_shape)
+    if len(out) == 2:
+        return "plain" if labels in (out[:1], out[:1] + (1,)) else None
+    if len(out) > 2 and labels == out[:-1]:
+        return "last"
+    if len(out) > 2 and labels == out[:1] + out[2:]:
+        return "second"
+    return None
 
 
 def fit_target(output: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -151,12 +188,15 @@ def infer_task(config, objectives: list[Objective]) -> str:
 
 
 def check_labels(objectives: list[Objective], shapes: dict, bundle) -> None:
-    """Class labels must index the scores the loss reads; else CrossEntropyLoss fails mid-epoch."""
+    """Class labels must fit the scores the loss reads, one per sample or one per position, and
+    index them; else the loss fails mid-epoch (or, with T == C, trains on the wrong thing)."""
     for o in objectives:
         if o.kind != "classification" or o.target not in bundle.train.targets:
             continue
         output = shapes[o.on].output
-        classes = output[1] if isinstance(output, tuple) and len(output) > 1 and isinstance(output[1], int) else None
+        output = output if isinstance(output, tuple) and all(isinstance(d, int) for d in output[1:]) else None
+        classes = None if output is None or len(output) < 2 else \
+            _check_label_shape(o, output, bundle.train.targets[o.target])
         labels = [t for t in (bundle.train.targets[o.target], bundle.test.targets[o.target]) if t.numel()]
         if classes is None or not labels:
             continue
@@ -166,3 +206,19 @@ def check_labels(objectives: list[Objective], shapes: dict, bundle) -> None:
             raise DataError(f"the data's {o.target!r} labels run from {low} to {top}, but {o.on!r} gives "
                             f"{classes} class scores (labels 0 to {classes - 1})",
                             hint=f"give {o.on!r} {top + 1} outputs, or use data whose labels fit")
+
+
+def _check_label_shape(o: Objective, output: tuple, labels: torch.Tensor) -> int:
+    """The number of classes of a classifier's output (batch first, e.g. ("N", T, C)), after
+    checking that its labels give one class per sample or per position; a DataError naming both
+    shapes if not."""
+    layout = class_layout((labels.shape[0], *output[1:]), labels.shape)
+    if layout is not None:
+        return output[1] if layout in ("plain", "second") else output[-1]
+    scores, positions, got = list(output[1:]), list(output[1:-1]), list(labels.shape[1:])
+    classes = f"{output[-1]} classes at each of {positions} positions" if positions else f"{output[-1]} classes"
+    want = f"labels of shape {positions} (a class id per position)" if positions else "one class id per sample"
+    labels_are = f"{got} per sample" if got else "a single class id per sample"
+    raise DataError(f"{o.type} reads {o.on!r}, whose class scores are {scores} per sample ({classes}), but the "
+                    f"data's {o.target!r} labels are {labels_are}",
+                    hint=f"give {want}, or make {o.on!r} give scores [{', '.join(str(d) for d in [*got, 'C'])}]")
