@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .inputs import DTYPES
+
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CATALOG: dict = json.loads(Path(__file__).with_name("torch_catalog.json").read_text())
@@ -42,6 +44,10 @@ CALLS = {
     "index": "inputs[0][args[operand]], read as `parse` says: item, slice",
     "list": "target([*inputs], **args): cat, stack",
     "variadic": "target folded pairwise over the inputs, a + b + c: add, mul",
+    "training": "target(*inputs, **args), args[operand] times self.training (dropout in training only): "
+                "scaled_dot_product_attention",
+    "sized": "target(inputs[0].size(args[operand]), device=inputs[0].device): arange",
+    "literal": "target(args[operand], **other args, device=inputs[0].device), the input only placing it: constant",
     # ... a module type becomes a submodule the node owns:
     "module": "target(**args), a torch.nn layer",
     "wrapper": "target(built args[operand], **other args), around an inner layer: weight_norm",
@@ -63,7 +69,8 @@ class LayerType:
     factory: Callable | None = field(default=None, compare=False)   # user types only
     shape_rule: Callable | None = field(default=None, compare=False)  # user types only
     call: str = "module"      # how compile calls it: a key of CALLS
-    operand: str | None = None  # the argument passed by position, not keyword (view's shape, item's index)
+    operand: str | None = None  # the argument passed by position, not keyword (view's shape, item's index);
+    #                             for `training` the one that applies in training only (a dropout probability)
     parse: str | None = None    # how the operand's text is read (one of PARSES); None: as it is
     explicit: tuple = ()      # arguments passed at their default when the spec leaves them out
 
@@ -90,6 +97,8 @@ DIM = {"type": "integer"}
 DIMS = {"anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}, "uniqueItems": True},
                   {"type": "null"}]}    # torch: "dim 1 appears multiple times in the list of dims"
 NESTED = {"$ref": "#/$defs/nested_layer"}
+INTS = {"type": "array", "items": {"anyOf": [INT, {"$ref": "#/$defs/variable"}]}}    # sizes: [4, "${d}"]
+VALUE = {"$ref": "#/$defs/tensor_value"}      # a number, a bool or a (nested, rectangular) list of them
 
 # name -> (target, args) or (target, args, {further LayerType fields}): how it is called
 # (a plain target(*inputs, **args) when not said), its (least, most) inputs.  Defaults are
@@ -122,6 +131,13 @@ _SHAPE_OPS = {
     "amax": ("torch.amax", {"dim": _arg(DIMS, None), "keepdim": _arg({"type": "boolean"}, False)}),
     "amin": ("torch.amin", {"dim": _arg(DIMS, None), "keepdim": _arg({"type": "boolean"}, False)}),
     "chunk": ("torch.chunk", {"chunks": _arg(INT), "dim": _arg(DIM, 0)}),
+    "split": ("torch.split", {"split_size_or_sections": _arg({"anyOf": [INT, INTS]}), "dim": _arg(DIM, 0)}),
+    "unflatten": ("torch.unflatten", {"dim": _arg(DIM), "sizes": _arg(INTS)}),
+    "expand": ("torch.Tensor.expand", {"size": _arg(INTS)}, {"call": "method", "operand": "size"}),
+    "repeat_interleave": ("torch.repeat_interleave", {"repeats": _arg(INT),
+                                                      "dim": _arg({"type": ["integer", "null"]}, None)}),
+    "tril": ("torch.tril", {"diagonal": _arg(INT, 0)}),
+    "triu": ("torch.triu", {"diagonal": _arg(INT, 0)}),
     "item": ("operator.getitem", {"index": _arg(INT)}, {"call": "index", "operand": "index"}),
     "slice": ("operator.getitem", {"at": _arg({"type": "string", "pattern": r"^\s*\[.*\]\s*$"})},
               {"call": "index", "operand": "at", "parse": "index"}),
@@ -136,6 +152,18 @@ _MERGE_OPS = {
     "sub": ("operator.sub", {}, {"inputs": (2, 2)}),
     "div": ("operator.truediv", {}, {"inputs": (2, 2)}),
     "matmul": ("torch.matmul", {}, {"inputs": (2, 2)}),
+    "masked_fill": ("torch.masked_fill", {"value": _arg(NUM)}, {"inputs": (2, 2)}),
+    "where": ("torch.where", {}, {"inputs": (3, 3)}),
+    "scaled_dot_product_attention": ("torch.nn.functional.scaled_dot_product_attention", {
+        "dropout_p": _arg(NUM, 0.0), "is_causal": _arg({"type": "boolean"}, False),
+        "scale": _arg({"type": ["number", "null"]}, None)},
+        {"inputs": (3, 4), "call": "training", "operand": "dropout_p"}),
+}
+# Tensors made from an input's size or placed on its device; they have no batch dim.
+_FACTORIES = {
+    "arange": ("torch.arange", {"dim": _arg(DIM)}, {"call": "sized", "operand": "dim"}),
+    "constant": ("torch.tensor", {"value": _arg(VALUE), "dtype": _arg({"enum": [*DTYPES, None]}, None)},
+                 {"call": "literal", "operand": "value"}),
 }
 _AROUND = {"call": "wrapper", "operand": "module"}
 _WRAPPERS = {
@@ -199,7 +227,7 @@ def _builtin_types() -> dict[str, LayerType]:
     for name, entry in CATALOG["layers"].items():
         table[name] = LayerType(name, "module", entry["target"], entry["args"], tuple(entry["inputs"]))
     for kind, group in (("function", _ELEMENTWISE), ("function", _SHAPE_OPS), ("function", _MERGE_OPS),
-                        ("wrapper", _WRAPPERS)):
+                        ("function", _FACTORIES), ("wrapper", _WRAPPERS)):
         for name, (target, args, *how) in group.items():
             fields = {"call": kind, **(how[0] if how else {})}
             table[name] = LayerType(name, kind, target, args, **fields)

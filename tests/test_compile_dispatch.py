@@ -36,6 +36,7 @@ class Case:
     args: dict                       # the spec's arguments
     torch_call: Callable             # torch's own function on the input tensors: the oracle
     before: dict | None = None       # a layer in front (item picks from chunk's several values)
+    masks: tuple = ()                # the inputs that are bool (masked_fill's mask, where's condition)
 
 
 CASES = {
@@ -75,6 +76,20 @@ CASES = {
     "sub": Case([(3, 4), (3, 4)], {}, torch.sub),
     "div": Case([(3, 4), (3, 4)], {}, torch.div),
     "matmul": Case([(3, 4), (4, 5)], {}, torch.matmul),
+    "split": Case([(6, 4)], {"split_size_or_sections": [2, 4], "dim": 1}, lambda x: torch.split(x, [2, 4], 1)),
+    "unflatten": Case([(3, 8)], {"dim": 2, "sizes": [2, -1]}, lambda x: torch.unflatten(x, 2, (2, 4))),
+    "expand": Case([(1, 4)], {"size": [-1, 3, 4]}, lambda x: x.expand(-1, 3, 4)),
+    "repeat_interleave": Case([(3, 4)], {"repeats": 2, "dim": 1}, lambda x: torch.repeat_interleave(x, 2, 1)),
+    "tril": Case([(4, 4)], {"diagonal": -1}, lambda x: torch.tril(x, -1)),
+    "triu": Case([(4, 4)], {}, torch.triu),
+    "masked_fill": Case([(3, 4), (1, 4)], {"value": -1.5}, lambda x, m: x.masked_fill(m, -1.5), masks=(1,)),
+    "where": Case([(3, 4), (3, 4), (1, 4)], {}, torch.where, masks=(0,)),
+    "scaled_dot_product_attention": Case([(2, 5, 8), (2, 6, 8), (2, 6, 3)], {"is_causal": True, "scale": 0.5},
+                                         lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                                                                        scale=0.5)),
+    "arange": Case([(5, 3)], {"dim": 1}, lambda x: torch.arange(5)),
+    "constant": Case([(3,)], {"value": [[1, 0], [0, 1]], "dtype": "float32"},
+                     lambda x: torch.tensor([[1.0, 0.0], [0.0, 1.0]])),
 }
 
 
@@ -82,7 +97,9 @@ def _spec(type_name: str, case: Case) -> dict:
     names = [f"x{i}" for i in range(len(case.inputs))]
     layers = [{"name": "first", "in": names, **case.before}] if case.before else []
     layers.append({"name": "out", "type": type_name, "in": ["first"] if case.before else names, **case.args})
-    return {"specbuild": 1, "name": "m", "inputs": {n: list(s) for n, s in zip(names, case.inputs)},
+    inputs = {n: {"shape": list(s), "dtype": "bool"} if i in case.masks else list(s)
+              for i, (n, s) in enumerate(zip(names, case.inputs))}
+    return {"specbuild": 1, "name": "m", "inputs": inputs,
             "layers": layers, "outputs": "out"}
 
 
@@ -111,6 +128,7 @@ def test_every_registered_function_compiles_runs_and_matches_torch(type_name, mo
     assert "out" in emitted                                  # built through the call kind's emitter
     assert not list(model.parameters())                      # a tensor function owns no weights
     inputs = [torch.rand(BATCH, *shape) + 0.5 for shape in case.inputs]    # > 0: log and div are defined
+    inputs = [x > 1 if i in case.masks else x for i, x in enumerate(inputs)]
     with torch.no_grad():
         got = model(*inputs)
     inferred = check(spec).shapes["m"]["out"].output

@@ -20,7 +20,7 @@ import specbuild  # noqa: E402
 from specbuild import SpecError  # noqa: E402
 from specbuild.shapes.core import RULES, DtypeError, ShapeError, infer  # noqa: E402
 from specbuild.shapes.dtypes import DTYPE_RULES, promote, result_type  # noqa: E402
-from test_shape_rules_vs_torch import CASES, EVAL, LONG, OPS, _sub, build_module  # noqa: E402
+from test_shape_rules_vs_torch import BOOL, CASES, EVAL, LONG, OPS, _sub, build_module  # noqa: E402
 
 DTYPES = ["float32", "float64", "float16", "bfloat16", "int64", "int32", "bool"]
 PER_TYPE = 3            # accepted shape cases per type, each run with every dtype at every input
@@ -33,7 +33,8 @@ STRICTER = {("LocalResponseNorm", d) for d in ("float16", "bfloat16", "int64")} 
 
 
 def default_dtypes(type_name, inputs):
-    return ["int64" if i in LONG.get(type_name, ()) else "float32" for i in range(len(inputs))]
+    return ["int64" if i in LONG.get(type_name, ()) else "bool" if i in BOOL.get(type_name, ()) else "float32"
+            for i in range(len(inputs))]
 
 
 def _tensor(value, dtype, n):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import operator
 import random
 import warnings
@@ -19,6 +20,7 @@ import pytest
 torch = pytest.importorskip("torch")
 nn, F = torch.nn, torch.nn.functional
 
+from specbuild.inputs import DTYPES  # noqa: E402
 from specbuild.shapes.index import parse_index  # noqa: E402
 from specbuild.shapes.core import INFERRED_ARGS, RULES, ShapeError, infer  # noqa: E402
 
@@ -26,6 +28,7 @@ OMIT = object()
 CASES: dict[str, list] = {}          # type -> [(args, inputs)]
 LONG = {"Embedding": {0}, "EmbeddingBag": {0, 1}, "MaxUnpool1d": {1}, "MaxUnpool2d": {1},
         "MaxUnpool3d": {1}}
+BOOL = {"masked_fill": {1}, "where": {0}}   # inputs that are bool masks (condition, mask)
 EVAL = {"SyncBatchNorm"}             # SyncBatchNorm trains only under a process group
 
 
@@ -105,6 +108,17 @@ OPS = {
     "chunk": lambda xs, chunks, dim=0: torch.chunk(xs[0], chunks, dim),
     "item": lambda xs, index: xs[0][index],
     "slice": lambda xs, at: xs[0][parse_index(at)],
+    "split": lambda xs, split_size_or_sections, dim=0: torch.split(xs[0], split_size_or_sections, dim),
+    "unflatten": lambda xs, dim, sizes: torch.unflatten(xs[0], dim, sizes),
+    "expand": lambda xs, size: xs[0].expand(*size),
+    "repeat_interleave": lambda xs, repeats, dim=None: torch.repeat_interleave(xs[0], repeats, dim),
+    "tril": lambda xs, diagonal=0: torch.tril(xs[0], diagonal),
+    "triu": lambda xs, diagonal=0: torch.triu(xs[0], diagonal),
+    "masked_fill": lambda xs, value: torch.masked_fill(xs[0], xs[1], value),
+    "where": lambda xs: torch.where(*xs),
+    "scaled_dot_product_attention": lambda xs, **kw: F.scaled_dot_product_attention(*xs, **kw),
+    "arange": lambda xs, dim: torch.arange(xs[0].size(dim)),
+    "constant": lambda xs, value, dtype=None: torch.tensor(value, dtype=dtype and getattr(torch, DTYPES[dtype])),
     **{name: (lambda fn: lambda xs, **kw: _reduce(fn)(xs[0], **kw))(getattr(torch, name))
        for name in ("mean", "sum", "amax", "amin")},
     **{name: (lambda fn: lambda xs, **kw: fn(xs[0], **kw))(fn) for name, fn in ELEMENTWISE.items()},
@@ -118,6 +132,8 @@ def make_inputs(type_name, inputs, n):
         size = [n if d == "N" else d for d in value]
         if i in LONG.get(type_name, ()):
             return torch.zeros(size, dtype=torch.long)
+        if i in BOOL.get(type_name, ()):
+            return torch.zeros(size, dtype=torch.bool)
         return torch.empty(size)
     return [make(x, i) for i, x in enumerate(inputs)]
 
@@ -228,7 +244,7 @@ def compare(type_name, args, inputs):
 # Dropout2d's deprecated 2-d input are refused on purpose.
 STRICTER = {*((f"{k}{n}d", "num_features") for k in ("BatchNorm", "InstanceNorm") for n in (1, 2, 3)),
             ("GroupNorm", "num_channels"), ("SyncBatchNorm", "num_features"),
-            *((f"ConvTranspose{n}d", "padding") for n in (1, 2, 3)), ("Dropout2d", None)}
+            *((f"ConvTranspose{n}d", "padding") for n in (1, 2, 3)), ("Dropout2d", None), ("split", "dim")}
 
 
 # --- the cases -------------------------------------------------------------------------
@@ -471,6 +487,38 @@ case("item", {"index": 1}, [("N", 4), [(1, "N", 3), (1, "N", 3)]])
 for at in ["[:, -1, :]", "[..., 0]", "[:, None]", "[0]", "[:, 1:3]", "[:, ::2, 1:-1]",
            "[..., 2:, None, 1]", "[:, :, :, :]", "[:, 9]", "[:, -5]", "[:, 10:]", "[0,]"]:
     case("slice", {"at": at}, ("N", 5, 6))
+SPLITS = [1, 2, 3, 7, 9, 0, [3, 4], [4], [2, 0, 2], [7, 0], [1, 1]]
+grid("split", [[("N", 7, 4)]], dim=[1, -1, 2], split_size_or_sections=SPLITS)
+grid("split", [[(7, 0)], [(5,)]], dim=[OMIT, 0, -1], split_size_or_sections=SPLITS)
+grid("split", [[("N", 7)]], dim=[OMIT, 0], split_size_or_sections=[2, [2, 2]])   # the batch: torch runs, not at every N
+grid("unflatten", [[("N", 12, 5)]], dim=[0, 1, -2, 2],
+     sizes=[[3, 4], [2, -1], [-1], [5, 1], [5, 3], [-1, -1], [1, -1], [12, 1, 1], [-1, 0], [0, 5]])
+grid("expand", [[("N", 1, 4)], [(1, 3)]], size=[[-1, 3, 4], [-1, -1, -1], [2, -1, 3, -1], [-1, 0, 4], [-1, 4],
+                                               [-1, 2, 5], [-1, -1, 4, 4], [2, 1, 3], [5, 3], [-1, 1, 1, 4]])
+grid("repeat_interleave", [[("N", 3, 4)], [(2, 3)], [("N",)]], repeats=[0, 1, 3], dim=[None, 0, 1, -1, 2])
+for name in ("tril", "triu"):
+    grid(name, [[("N", 4, 5)], [(3, 3)], [("N",)], [("N", 2, 3, 3)]], diagonal=[OMIT, 0, 1, -2, 9])
+for xs in [[("N", 3, 4), ("N", 3, 4)], [("N", 3, 4), (4,)], [(4,), ("N", 3, 4)], [("N", 3, 4), (1, 4)],
+           [("N", 3, 4), (3,)], [("N", 3, 4), (2, 3, 4)]]:
+    grid("masked_fill", [xs], value=[0, -1.5, -math.inf])
+for xs in [[("N", 3, 4)] * 3, [(4,), ("N", 3, 4), (1, 4)], [("N", 1, 4), (3, 1), ("N", 3, 4)],
+           [(3, 4), (2, 3, 4), (4,)], [("N", 3, 4), ("N", 3, 5), ("N", 3, 4)]]:
+    case("where", {}, *xs)
+Q, K, V = ("N", 2, 5, 8), ("N", 2, 6, 8), ("N", 2, 6, 3)
+for qkv in [(Q, K, V), ((5, 8), (6, 8), (6, 3)), (Q, (1, 2, 6, 8), (6, 3)), ((5, 8), ("N", 6, 8), ("N", 6, 3)),
+            (("N", 1, 5, 8), (2, 6, 8), (2, 6, 3)), (Q, ("N", 2, 6, 7), V), (Q, K, ("N", 2, 7, 3)),
+            (Q, ("N", 3, 6, 8), ("N", 3, 6, 3)), ((8,), (6, 8), (6, 3)), (Q, (2, 6, 8), V)]:
+    grid("scaled_dot_product_attention", [list(qkv)], is_causal=[OMIT, True], scale=[OMIT, 0.5],
+         dropout_p=[OMIT, 0.25, 1.5])
+for mask in [(5, 6), ("N", 1, 5, 6), (6,), (), (1, 2, 1, 1), (5, 1), (2, 5, 6), (3, 1, 5, 6), (5, 7), (1, 1, 1, 5, 6)]:
+    grid("scaled_dot_product_attention", [[Q, K, V, mask]], is_causal=[OMIT, True])
+for x in [("N", 5, 3), ("N",), (4, 2)]:
+    grid("arange", [[x]], dim=[0, 1, -1, 2, -3])
+for value in [3, 2.5, True, [], [[]], [1, 2, 3], [[1, 0], [0, 1]], [[1.5, 2], [3, 4]], [[True], [False]],
+              [True, 2], [[1, 2], [3]], [[1, 2], 3], [[[1], [2]], [[3], [4]]], [math.inf, 1]]:
+    grid("constant", [[("N", 3)]], value=[value], dtype=[OMIT, "float32", "long", "bool", "int32"])
+case("constant", {"value": [2 ** 40], "dtype": "int32"}, ("N", 3))
+case("constant", {"value": [math.inf], "dtype": "int64"}, ("N", 3))
 
 
 @pytest.mark.parametrize("type_name", sorted(CASES))

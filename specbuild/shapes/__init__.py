@@ -6,4 +6,4 @@ takes and gives.  They are imported here, once,
 so every rule is registered whenever any part of `specbuild.shapes` is used, and
 no rule module is ever imported from below (as timm's models/__init__ does).
 """
-from . import core, ops, index, layers, rearrange, sequence, dtypes  # noqa: F401  (registers every rule)
+from . import core, ops, index, tensors, attention, layers, rearrange, sequence, dtypes  # noqa: F401  (registers every rule)

@@ -4,8 +4,8 @@ are known before any weight exists (like Caffe's per-layer shape rules).
 A shape is a tuple of dims including the batch dim; a dim is an int, a symbol
 (the string "N" for the batch size) or None (unknown).  Several values (RNN's
 `(out, h)`, chunk) are a list of shapes, possibly nested.  The rules live in
-`layers`, `rearrange`, `sequence` (torch.nn layers), `ops` and `index`
-(functional ops); this module holds the public API and the helpers
+`layers`, `rearrange`, `sequence` (torch.nn layers), `ops`, `index`, `tensors`
+and `attention` (functional ops); this module holds the public API and the helpers
 they share.  Nothing here imports torch
 except `infer_on_meta`, lazily.
 """

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+from ..inputs import DTYPES
 from .core import DTYPE_RULES, FLOAT32, DtypeError, _like
 
 FLOATS = ("float32", "float64", "float16", "bfloat16")
@@ -246,6 +247,61 @@ def _embedding(a, inputs, dtypes, output, params, inner):
     return FLOAT32
 
 
+def _masked_fill(a, inputs, dtypes, output, params, inner):
+    need(a, dtypes, 1, ("bool",), "a bool mask")
+    d = need(a, dtypes, 0, ANY)
+    if d in INTS and isinstance(a["value"], float) and not math.isfinite(a["value"]):
+        raise DtypeError(a.type, f"a floating-point input to fill with {a['value']}", d, 0)
+    _fit(a, d, "value", a["value"])
+    return d
+
+
+def _where(a, inputs, dtypes, output, params, inner):
+    need(a, dtypes, 0, ("bool",), "a bool condition")
+    return result_type(dtypes[1:], inputs[1:])
+
+
+def _attention(a, inputs, dtypes, output, params, inner):
+    d = need(a, dtypes, 0, FLOATS)
+    for i in (1, 2):
+        need(a, dtypes, i, (d,), f"the dtype of its query ({d})")
+    if len(dtypes) == 4:      # torch: "bool or float or match query dtype"
+        masks = tuple(dict.fromkeys(("bool", FLOAT32, d)))
+        need(a, dtypes, 3, masks, "a " + ", ".join(masks[:-1]) + f" or {masks[-1]} mask")
+    return d
+
+
+def _positions(a, inputs, dtypes, output, params, inner):
+    return "int64"
+
+
+def tensor_dtype(value, dtype=None):
+    """torch.tensor(value, dtype=dtype)'s dtype (a spec's name, or None: float32 for any float, int64 for
+    any int, bool for bools), and a number of `value` it cannot hold, or None.  Integer dtypes hold
+    only numbers in their range (1.5 becomes 1); floats hold any (torch turns 1e300 into inf)."""
+    leaves, stack = [], [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (list, tuple)):
+            stack.extend(v)
+        else:
+            leaves.append(v)
+    if dtype is not None:
+        d = DTYPES.get(dtype, FLOAT32)
+    elif any(isinstance(v, float) for v in leaves) or not leaves:
+        d = FLOAT32
+    else:
+        d = "int64" if any(not isinstance(v, bool) for v in leaves) else "bool"
+    for v in leaves if d in INTS else ():
+        if isinstance(v, float) and not math.isfinite(v) or abs(v) > _LARGEST[d]:
+            return d, v
+    return d, None
+
+
+def _constant(a, inputs, dtypes, output, params, inner):
+    return tensor_dtype(a["value"], a["dtype"])[0]
+
+
 def _unpool(a, inputs, dtypes, output, params, inner):
     d = need(a, dtypes, 0, FLOATS)
     need(a, dtypes, 1, ("int64",), "int64 indices (a MaxPool's with return_indices)")
@@ -260,7 +316,8 @@ def _family(*stems, dims=(1, 2, 3)):
 
 register(unary(ANY), "Identity", "Flatten", "Unflatten", "ChannelShuffle", "PixelShuffle", "PixelUnshuffle",
          *_family("ZeroPad", "CircularPad"), "flatten", "reshape", "view", "permute",
-         "transpose", "unsqueeze", "squeeze", "slice", "amax", "amin", "chunk")
+         "transpose", "unsqueeze", "squeeze", "slice", "amax", "amin", "chunk", "split", "unflatten", "expand",
+         "repeat_interleave", "tril", "triu")
 register(unary(NUMBERS), "ReLU", "ReLU6", "relu", "abs", *_family("ReflectionPad", "ReplicationPad"))
 register(fitting(unary(ANY), "value"), *_family("ConstantPad"))
 register(fitting(unary(NUMBERS), "min_val", "max_val"), "Hardtanh")
@@ -305,3 +362,8 @@ register(fitting(_clamp, "min", "max"), "clamp")
 register(_item, "item")
 register(_embedding, "Embedding", "EmbeddingBag")
 register(_unpool, *_family("MaxUnpool"))
+register(_masked_fill, "masked_fill")
+register(_where, "where")
+register(_attention, "scaled_dot_product_attention")
+register(_positions, "arange")
+register(_constant, "constant")

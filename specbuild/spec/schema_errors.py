@@ -46,6 +46,7 @@ def _describe(schema: dict) -> str:
     if "$ref" in schema:
         return {"#/$defs/identifier": "a name", "#/$defs/ref": "a node name", "#/$defs/refs": "a node name or a list of them",
                 "#/$defs/nested_layer": "a layer (a mapping with `type:`)", "#/$defs/shape": "a shape (a list of sizes)",
+                "#/$defs/tensor_value": "a number, a bool or a (nested) list of them",
                 }.get(schema["$ref"], "a " + schema["$ref"].rsplit("/", 1)[-1])
     kind = schema.get("type")
     bounds = [f"{word} {schema[key]:,}" for key, word in _BOUNDS.items()
