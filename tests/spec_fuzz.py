@@ -10,7 +10,9 @@ inferred output shapes and dtypes.  Two sources of specs, each case seeded by it
   kind and size, now and then wrong ones), fed by 1 to 3 inputs of random shapes and dtypes;
 - `mutation(seed, i)`: a shipped spec (specs/*.yaml) with one to three edits: a number
   changed, an argument dropped or renamed, a type swapped, an input's dtype or shape
-  changed, a layer inserted.
+  changed, a layer inserted, or one of the keys of real architectures added: `when:`,
+  `tie:`, a `${...}` expression (sound, wrong or hostile), `repeat:` as a list, an
+  argument given to a block.
 
 `run(spec)` says what happened (an Outcome).  Integer inputs are drawn honestly: below every
 index bound the spec declares (an Embedding's num_embeddings), and zeros (valid for any
@@ -272,9 +274,51 @@ def _get(spec, path):
     return spec
 
 
+# `${...}` texts a mutation may put in place of a number: sound, wrong and hostile ones
+EXPRESSIONS = ["${2 * 3}", "${8 // 2}", "${2 ** 3}", "${1 + 1 == 2}", "${9**9**9}", "${__import__('os')}",
+               "${(1).real}", "${[1][0]}", "${1 // 0}", "${nope + 1}", "${not 3}", "${" + "-(" * 30 + "1" + ")" * 30 + "}"]
+WHEN = [True, False, "${1 == 1}", "${1 > 2}", 3, "yes", None, "${1 + 1}"]
+
+
+def _new_keys(spec: dict, layers: list, rng: random.Random) -> str:
+    """An edit with the keys of real architectures: `when:`, `tie:`, a `${...}` expression,
+    `repeat:` as a list, or an argument given to a block."""
+    layer = rng.choice(layers)
+    what = rng.choice(["when", "tie", "expression", "repeat", "block_arg"])
+    if what == "when":
+        layer["when"] = rng.choice(WHEN)
+        return f"{layer['type']}.when = {layer['when']!r}"
+    if what == "tie":
+        named = [x for x in layers if isinstance(x.get("name"), str)] or [layer]
+        source = rng.choice(named)
+        layer["tie"] = {rng.choice(["weight", "bias", "weight_ih_l0", "x"]): f"{source.get('name', 'x')}."
+                        + rng.choice(["weight", "bias", "running_mean", "0.weight"])}
+        return f"{layer['type']}.tie = {layer['tie']}"
+    if what == "expression":
+        paths = list(_numbers(spec))
+        if paths:
+            path = rng.choice(paths)
+            _set(spec, path, rng.choice(EXPRESSIONS))
+            return f"{'.'.join(map(str, path))} = {_get(spec, path)}"
+    if what == "repeat":
+        layer["repeat"] = [rng.choice([{}, {"bias": False}, {"p": 0.5}, {"out_features": 4}])
+                           for _ in range(rng.randint(1, 3))]
+        return f"{layer['type']}.repeat = {layer['repeat']}"
+    blocks = spec.get("blocks") or {}
+    if blocks:
+        block = rng.choice(sorted(blocks))
+        layer["type"] = block
+        layer[rng.choice(["planes", "stride", "width", "out", "x"])] = rng.choice([1, 2, 64, True, "${2 * 2}"])
+        return f"layer -> block {block} with arguments"
+    layer["planes"] = 3
+    return f"{layer['type']}.planes = 3"
+
+
 def mutate_once(spec: dict, rng: random.Random) -> str:
     layers, what = _layers(spec), rng.choice(["number", "number", "drop", "rename", "type", "dtype",
-                                              "shape", "insert", "odd", "name"])
+                                              "shape", "insert", "odd", "name", "new_keys"])
+    if what == "new_keys":
+        return _new_keys(spec, layers, rng)
     if what == "name":
         names = [n for m in _input_maps(spec) for n in m] + [x["name"] for x in layers if isinstance(x.get("name"), str)]
         if names:
@@ -356,6 +400,8 @@ def mutation(seed: int, i: int) -> tuple[dict, list[str]]:
     rng = random.Random(f"{seed}-mutation-{i}")
     name = sorted(SHIPPED)[i % len(SHIPPED)]
     spec = copy.deepcopy(SHIPPED[name])
+    if "image_size" in (spec.get("params") or {}):
+        spec["params"]["image_size"] = 32        # the ImageNet architectures, at a size a test can run
     edits = [mutate_once(spec, rng) for _ in range(rng.choice([1, 1, 2, 3]))]
     return spec, [name] + edits
 

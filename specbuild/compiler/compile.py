@@ -12,6 +12,7 @@ and no case on a type's name here.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import warnings
 
@@ -30,14 +31,18 @@ DEFAULT_MAX_PARAMS = 2_000_000_000
 
 
 def build_model(spec, *, network: str | None = None, overrides: dict | None = None,
-                max_params: int = DEFAULT_MAX_PARAMS, outputs=None) -> fx.GraphModule:
+                max_params: int = DEFAULT_MAX_PARAMS, outputs=None,
+                weights: str | os.PathLike | None = None) -> fx.GraphModule:
     """A GraphModule for a spec (path, YAML/JSON text, dict or Spec).
 
     A spec with several `networks` needs `network=` naming one.  Models over
     `max_params` parameters are refused before any weight is allocated.
     `outputs` (a node name, list or dict) replaces the declared outputs: the
     trainer uses it to return just the nodes its losses read (the logits); the
-    weights and their names stay the same.
+    weights and their names stay the same.  `weights` (a .pt/.pth/.bin state_dict, a
+    .safetensors file or a specbuild checkpoint) replaces the fresh weights; every tensor
+    must fit, else a SpecError lists what is missing, unexpected or of another shape
+    (compiler/weights.py).
     """
     checked = spec if isinstance(spec, Checked) else check(spec, overrides=overrides)
     name = pick_network(checked, network)
@@ -56,7 +61,11 @@ def build_model(spec, *, network: str | None = None, overrides: dict | None = No
         if missing:
             raise SpecError(f"no node named {missing[0]!r} to output", file=checked.spec.file, path="outputs")
         graph = dataclasses.replace(graph, outputs=outputs)
-    return _compile_graph(graph, shapes, checked, class_name=_class_name(name))
+    model = _compile_graph(graph, shapes, checked, class_name=_class_name(name))
+    if weights is not None:
+        from .weights import load_weights_file
+        load_weights_file(model, weights, network=name)
+    return model
 
 
 def build_models(spec, *, overrides: dict | None = None, max_params: int = DEFAULT_MAX_PARAMS) -> dict:
@@ -104,6 +113,7 @@ def _compile_graph(graph: Graph, shapes: dict, checked: Checked, class_name: str
         root.add_module(name, _module_for(node, shape, checked))
         env[name] = fx_graph.create_node("call_module", name, tuple(args), name=name)
     fx_graph.output(_outputs(graph, env))
+    _tie(root, graph)
     module = fx.GraphModule(root, fx_graph, class_name=class_name)
     if module.graph.eliminate_dead_code():   # calls no output needs (the linter warns of them)
         module.recompile()
@@ -114,6 +124,13 @@ def _compile_graph(graph: Graph, shapes: dict, checked: Checked, class_name: str
     # (type(module) is a class of this instance's own: GraphModule makes one per instance.)
     type(module).__call__ = nn.Module.__call__
     return module
+
+
+def _tie(root: nn.Module, graph: Graph) -> None:
+    """`tie: {weight: wte.weight}`: the layer's parameter becomes the other's tensor (checked at validation)."""
+    for node in graph.nodes.values():
+        for param, source in node.tie.items():
+            setattr(root.get_submodule(node.name), param, root.get_parameter(source))
 
 
 def _outputs(graph: Graph, env: dict):
@@ -133,9 +150,12 @@ def _module_for(node: Node, shape, checked: Checked) -> nn.Module:
 
 
 def _one_module(type_name: str, shape, checked: Checked, node: Node) -> nn.Module:
-    blocks = checked.graphs.blocks
-    if type_name in blocks:
-        return _compile_graph(blocks[type_name], shape.inner, checked, class_name=_class_name(type_name))
+    if shape.graph is not None:      # a block, as this use instantiated it
+        return _compile_graph(shape.graph, shape.inner, checked, class_name=_class_name(type_name))
+    entry = registry.lookup(type_name)
+    if entry.call == "sequential":   # its layers were inferred one by one: blocks, user types, torch layers
+        return resolve_target(entry.target)(*[_one_module(item.type, item, checked, node)
+                                              for item in shape.inner.values()])
     return instantiate(type_name, shape.args)
 
 
@@ -192,7 +212,15 @@ def _kwargs(entry, args: dict) -> dict:
               if value is not None and key != entry.operand}
     for key in entry.explicit:
         kwargs.setdefault(key, entry.args[key]["default"])
+    if isinstance(kwargs.get("dtype"), str):         # a spec's dtype name ("long") -> torch.int64
+        kwargs["dtype"] = _torch_dtype(kwargs["dtype"])
     return kwargs
+
+
+def _torch_dtype(name: str):
+    import torch                                     # only a dtype argument needs these two
+    from ..inputs import DTYPES
+    return getattr(torch, DTYPES[name])
 
 
 def _function(fx_graph: fx.Graph, entry, name: str, args: dict, inputs: list) -> fx.Node:
@@ -231,4 +259,34 @@ def _variadic(fx_graph: fx.Graph, entry, name: str, args: dict, inputs: list) ->
     return out
 
 
-_EMITTERS = {"function": _function, "method": _method, "index": _index, "list": _list, "variadic": _variadic}
+def _training(fx_graph: fx.Graph, entry, name: str, args: dict, inputs: list) -> fx.Node:
+    """target(*inputs, **args), its args[operand] (a dropout probability) times self.training, so
+    that it applies in training only; at 0 (or left out) the call is a plain one, with no extra node."""
+    import operator
+    kwargs = _kwargs(entry, args)
+    if args.get(entry.operand):
+        training = fx_graph.create_node("get_attr", "training", name=f"{name}_training")
+        kwargs[entry.operand] = fx_graph.create_node("call_function", operator.mul,
+                                                     (args[entry.operand], training), name=f"{name}_{entry.operand}")
+    return fx_graph.create_node("call_function", resolve_target(entry.target), tuple(inputs), kwargs, name=name)
+
+
+def _device(fx_graph: fx.Graph, name: str, x: fx.Node) -> fx.Node:
+    return fx_graph.create_node("call_function", getattr, (x, "device"), name=f"{name}_device")
+
+
+def _sized(fx_graph: fx.Graph, entry, name: str, args: dict, inputs: list) -> fx.Node:
+    """target(x.size(dim), device=x.device): arange's positions along a dim of its input."""
+    size = fx_graph.create_node("call_method", "size", (inputs[0], args[entry.operand]), name=f"{name}_size")
+    return fx_graph.create_node("call_function", resolve_target(entry.target), (size,),
+                                {**_kwargs(entry, args), "device": _device(fx_graph, name, inputs[0])}, name=name)
+
+
+def _literal(fx_graph: fx.Graph, entry, name: str, args: dict, inputs: list) -> fx.Node:
+    """target(value, dtype=..., device=x.device): the input only places the tensor."""
+    return fx_graph.create_node("call_function", resolve_target(entry.target), (args[entry.operand],),
+                                {**_kwargs(entry, args), "device": _device(fx_graph, name, inputs[0])}, name=name)
+
+
+_EMITTERS = {"function": _function, "method": _method, "index": _index, "list": _list, "variadic": _variadic,
+             "training": _training, "sized": _sized, "literal": _literal}

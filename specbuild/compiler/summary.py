@@ -70,12 +70,12 @@ def _rows(graph: Graph, shapes: dict, checked, prefix: str, depth: int) -> list[
         if node.repeat > 1:
             for i in range(node.repeat):
                 copy = result.inner[str(i)]
-                if block is not None:
-                    rows += _rows(block, copy.inner, checked, f"{prefix}{name}.{i}.", depth + 1)
+                if block is not None:   # each copy's own instance: its params may differ (repeat: [...])
+                    rows += _rows(copy.graph or block, copy.inner, checked, f"{prefix}{name}.{i}.", depth + 1)
                 else:
                     rows.append(Row(f"{prefix}{name}.{i}", node.type, [], format_shape(copy.output), copy.params, depth + 1))
         elif block is not None:
-            rows += _rows(block, result.inner, checked, f"{prefix}{name}.", depth + 1)
+            rows += _rows(result.graph or block, result.inner, checked, f"{prefix}{name}.", depth + 1)
     return rows
 
 

@@ -18,8 +18,9 @@ from .. import registry
 from ..errors import Problem, did_you_mean
 from ..inputs import Input, parse_input
 from ..registry import lookup
+from .variables import block_params
 
-RESERVED = ("name", "type", "in", "repeat", "share", "doc")
+RESERVED = ("name", "type", "in", "repeat", "share", "doc", "when", "tie")
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Node:
     repeat: int = 1
     share: str | None = None
     named: bool = True               # False when the name was made up
+    copies: list | None = None       # `repeat: [{...}, ...]`: each copy's own arguments
+    tie: dict = field(default_factory=dict)   # parameter -> "layer.parameter" it is the same tensor as
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Graph:
     outputs: object                  # a name, a list of names or a dict key -> name
     is_block: bool = False
     order: list[str] = field(default_factory=list)   # topological, ties in spec order
+    params: dict = field(default_factory=dict)       # a block's params -> default (variables.REQUIRED: none)
 
     def output_names(self) -> list[str]:
         if isinstance(self.outputs, dict):
@@ -55,7 +59,8 @@ class Graph:
 @dataclass
 class SpecGraphs:
     networks: dict[str, Graph]       # the top-level graph under the spec's name, or each network
-    blocks: dict[str, Graph]
+    blocks: dict[str, Graph]         # as declared; a block with params is instantiated per use (blocks.py)
+    bodies: dict = field(default_factory=dict)   # block name -> its data, for instances
 
 
 def _is_str(value) -> bool:
@@ -71,9 +76,7 @@ def build_graphs(data: dict, spec, problems: list[Problem]) -> SpecGraphs:
         if lookup(name) is not None:
             problems.append(spec.problem(f"block name {name!r} is already a layer type", ("blocks", name),
                                          hint="rename the block"))
-        block_inputs = {n: Input(n, None, path=("blocks", name, "inputs", i))
-                        for i, n in enumerate(block.get("inputs") or ["x"])}
-        blocks[name] = _graph(name, ("blocks", name), block, block_inputs, spec, problems, set(), is_block=True)
+        blocks[name] = block_graph(name, block, spec, problems)
     block_names = set(blocks)
     for graph in blocks.values():
         _check_types(graph, block_names, spec, problems)
@@ -96,7 +99,15 @@ def build_graphs(data: dict, spec, problems: list[Problem]) -> SpecGraphs:
         problems.append(spec.problem("the spec has no layers", (), hint="add `layers:` (or `networks:` for several models)"))
     for graph in networks.values():
         _check_types(graph, block_names, spec, problems)
-    return SpecGraphs(networks, blocks)
+    return SpecGraphs(networks, blocks, dict(data.get("blocks") or {}))
+
+
+def block_graph(name: str, body: dict, spec, problems: list) -> Graph:
+    """A block's graph from its data (as declared, or an instance with its params' values put in)."""
+    inputs = {n: Input(n, None, path=("blocks", name, "inputs", i)) for i, n in enumerate(body.get("inputs") or ["x"])}
+    graph = _graph(name, ("blocks", name), body, inputs, spec, problems, set(), is_block=True)
+    graph.params = block_params(body)
+    return graph
 
 
 def _inputs(raw, base: tuple, spec, problems) -> dict[str, Input]:
@@ -120,6 +131,7 @@ def _graph(name, base, raw, inputs, spec, problems, block_names, is_block=False)
             _check_name(key, "output", base + ("outputs", key), spec, problems)
     layers = raw.get("layers") or []
     previous = next(iter(inputs)) if len(inputs) == 1 else None
+    left_out: dict[str, str] = {}    # a `when: false` layer -> the node it stands for (its first input)
     for index, layer in enumerate(layers):
         path = base + ("layers", index)
         if not isinstance(layer, dict):
@@ -127,6 +139,12 @@ def _graph(name, base, raw, inputs, spec, problems, block_names, is_block=False)
         type_name = layer.get("type")
         given = layer.get("name")
         node_name = given if _is_str(given) else _made_up_name(type_name or "layer", index, seen)
+        if not _included(layer, path, node_name, spec, problems):
+            refs = layer.get("in", previous)
+            first = (refs[0] if refs else None) if isinstance(refs, list) else refs
+            left_out[node_name] = left_out.get(first, first)
+            previous = left_out[node_name]
+            continue
         _check_name(given, "layer", path + ("name",), spec, problems, node=node_name)
         if node_name in seen:
             first = spec.locate(seen[node_name])[0]
@@ -143,15 +161,40 @@ def _graph(name, base, raw, inputs, spec, problems, block_names, is_block=False)
             refs = [previous] if previous else []
         elif _is_str(refs):
             refs = [refs]
+        refs = [left_out.get(ref, ref) if _is_str(ref) else ref for ref in refs]
         repeat = layer.get("repeat", 1)
+        copies = repeat if isinstance(repeat, list) and all(isinstance(c, dict) for c in repeat) else None
+        count = len(copies) if copies else repeat if isinstance(repeat, int) and not isinstance(repeat, bool) else 1
+        tie = layer.get("tie") if isinstance(layer.get("tie"), dict) else {}
         nodes[node_name] = Node(node_name, type_name if _is_str(type_name) else None,
                                 {k: v for k, v in layer.items() if k not in RESERVED}, list(refs), path,
-                                repeat if isinstance(repeat, int) else 1, layer.get("share"), _is_str(given))
+                                count, layer.get("share"), _is_str(given), copies, tie)
         previous = node_name
-    graph = Graph(name, base, inputs, nodes, raw.get("outputs", previous), is_block)
+    graph = Graph(name, base, inputs, nodes, _resolved_outputs(raw.get("outputs", previous), left_out), is_block)
     _check_refs(graph, spec, problems)
     graph.order = _order(graph, spec, problems)
     return graph
+
+
+def _included(layer: dict, path: tuple, name: str, spec, problems: list) -> bool:
+    """A layer's `when:`: true (or absent) keeps it; a `${...}` not yet known (a block's
+    params, before each use) keeps it too; anything else but false is an error."""
+    when = layer.get("when", True)
+    if isinstance(when, bool):
+        return when
+    if not (isinstance(when, str) and when.startswith("${")):
+        problems.append(spec.problem(f"`when:` must be true or false, not {when!r}", path + ("when",), node=name,
+                                     hint="write a comparison, e.g. when: ${stride == 1}"))
+    return True
+
+
+def _resolved_outputs(outputs, left_out: dict):
+    """`outputs:` naming a left-out layer read what stands for it."""
+    if isinstance(outputs, dict):
+        return {key: left_out.get(name, name) for key, name in outputs.items()}
+    if isinstance(outputs, list):
+        return [left_out.get(name, name) for name in outputs]
+    return left_out.get(outputs, outputs) if _is_str(outputs) else outputs
 
 
 # --- the naming rule ------------------------------------------------------------------------------

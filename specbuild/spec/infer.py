@@ -9,11 +9,15 @@ becomes a Problem at the node, naming the upstream node and both shapes (or dtyp
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from .. import registry
 from ..errors import Problem
+from .blocks import block_instance, with_values
 from .graph import Graph, Node
+from .ties import check_ties
+from ..shapes.rearrange import inside
 from ..shapes.core import FLOAT32, DtypeError, Inferred, ShapeError, format_shape, has_rule, infer, infer_on_meta
 
 BATCH = "N"
@@ -23,6 +27,8 @@ BATCH = "N"
 class NodeShape(Inferred):
     """A node's inferred output, arguments, parameters and dtype; blocks keep their inner nodes."""
     inner: dict = field(default_factory=dict, compare=False, repr=False)   # node -> NodeShape (blocks, repeats)
+    type: str | None = field(default=None, compare=False, repr=False)     # the layer type (a copy's, an item's)
+    graph: object = field(default=None, compare=False, repr=False)        # a block's graph, as this use has it
 
 
 class _Failed(Exception):
@@ -79,6 +85,7 @@ def infer_graph(graph: Graph, env: dict, checked, problems: list[Problem], depth
             env[name], dtypes[name] = results[name].output, results[name].dtype
         except _Failed:
             continue
+    check_ties(graph, results, checked.spec, problems)
     return results
 
 
@@ -106,18 +113,16 @@ def infer_node(node: Node, graph: Graph, ins: In, done: dict, checked, problems,
                                     checked, problems, depth, refs)
             current = In([inner[str(copy)].output], [inner[str(copy)].dtype])
         return NodeShape(current.shapes[0], shared.args, 0, {}, current.dtypes[0], inner=inner)
-    current, inner, total, args = ins, {}, 0, node.args
+    if node.repeat == 1 and not node.copies:
+        return _one(node.type, node.args, ins, node, graph, checked, problems, depth)
+    current, inner, total = ins, {}, 0
     for copy in range(node.repeat):
         refs = [f"{node.name}.{copy - 1}"] if copy else None   # copy k reads copy k-1, not `in:`
-        result = _one(node.type, node.args, current, node, graph, checked, problems, depth, refs)
-        if node.repeat > 1:
-            inner[str(copy)] = result
-        else:
-            inner = result.inner
+        copy_args = {**node.args, **node.copies[copy]} if node.copies else node.args
+        inner[str(copy)] = result = _one(node.type, copy_args, current, node, graph, checked, problems, depth, refs)
         total += result.params
-        args = result.args
         current = In([result.output], [result.dtype])
-    return NodeShape(current.shapes[0], args, total, {}, current.dtypes[0], inner=inner)
+    return NodeShape(current.shapes[0], result.args, total, {}, current.dtypes[0], inner=inner)
 
 
 def _one(type_name, args, ins: In, node, graph, checked, problems, depth, refs=None) -> NodeShape:
@@ -126,12 +131,14 @@ def _one(type_name, args, ins: In, node, graph, checked, problems, depth, refs=N
     if type_name in blocks:
         if depth > 32:
             raise _Failed()
-        block = blocks[type_name]
+        block = block_instance(checked, type_name, args, node, problems)
+        if block is None:
+            raise _Failed()
         env, dtypes = dict(zip(block.inputs, ins.shapes)), dict(zip(block.inputs, ins.dtypes))
         before = len(problems)
         inner = infer_graph(block, env, checked, problems, depth + 1, dtypes)
         if len(problems) > before:
-            problems.append(checked.spec.problem(f"block {type_name!r} does not fit its input "
+            problems.append(checked.spec.problem(f"block {type_name!r}{with_values(block, args)} does not fit its input "
                                                  + ", ".join(_shown(s, d) for s, d in zip(ins.shapes, ins.dtypes))
                                                  + _sources(refs, ins), node.path,
                                                  node=node.name, hint="see the block's own errors above"))
@@ -141,12 +148,54 @@ def _one(type_name, args, ins: In, node, graph, checked, problems, depth, refs=N
         out_dtypes = [inner[n].dtype if n in inner else dtypes.get(n, FLOAT32) for n in names]
         single = not isinstance(block.outputs, (list, dict))
         return NodeShape(outs[0] if single else outs, dict(args), sum(r.params for r in inner.values()), {},
-                         out_dtypes[0] if single else out_dtypes, inner=inner)
+                         out_dtypes[0] if single else out_dtypes, inner=inner, type=type_name, graph=block)
+    if _is_sequence(type_name):
+        return _sequence(registry.lookup(type_name), args, ins, node, graph, checked, problems, depth, refs)
     try:
-        return _rule(type_name, args, ins)
+        return dataclasses.replace(_rule(type_name, args, ins), type=type_name)
     except ShapeError as error:
         problems.append(_mismatch(error, type_name, node, refs, ins, graph, checked.spec))
         raise _Failed() from None
+
+
+def _sequence(entry, args, ins: In, node, graph, checked, problems, depth, refs) -> NodeShape:
+    """A Sequential's layers as a chain, each inferred as a layer of its own (a block, a type
+    registered from Python, a torch layer); `when: false` leaves one out, and the others
+    number on, as a conditional append does."""
+    items = args.get(entry.operand)
+    if not isinstance(items, list) or not items:
+        problems.append(checked.spec.problem(f"{entry.name}.{entry.operand} must be a non-empty list of layers",
+                                             node.path + (entry.operand,), node=node.name))
+        raise _Failed()
+    current, inner, total, previous = ins, {}, 0, None
+    for i, item in enumerate(items):
+        if item.get("when", True) is False:
+            continue
+        position = str(len(inner))
+        item_args = {k: v for k, v in item.items() if k not in ("type", "when")}
+        place = Node(node.name, item["type"], item_args, refs, node.path + (entry.operand, i))
+        if item["type"] in checked.graphs.blocks or _is_sequence(item["type"]):
+            result = _one(item["type"], item_args, current, place, graph, checked, problems, depth, refs)
+        else:
+            try:
+                result = dataclasses.replace(_rule(item["type"], item_args, current), type=item["type"])
+            except ShapeError as error:   # said as the Sequential's, like any nested layer's error
+                key, at = entry.operand, f"{entry.operand}[{i}]"
+                error = inside(error, f"{entry.name}.{at} ({item['type']})", f"{key}.{i}", at,
+                               f"{key}[{previous[0]}] ({previous[1]})" if inner else None)
+                problems.append(_mismatch(error, entry.name, node, refs, ins, graph, checked.spec))
+                raise _Failed() from None
+        previous = (i, item["type"])
+        inner[position] = result
+        total += result.params
+        current = In([result.output], [result.dtype])
+    filled = {**args, entry.operand: [{"type": r.type, **r.args} for r in inner.values()]}
+    return NodeShape(current.shapes[0], filled, total, {}, current.dtypes[0], inner=inner, type=entry.name)
+
+
+def _is_sequence(type_name) -> bool:
+    entry = registry.lookup(type_name)
+    return entry is not None and entry.call == "sequential"
 
 
 def _rule(type_name, args, ins: In) -> NodeShape:
@@ -204,8 +253,8 @@ def _declare(error: DtypeError) -> str:
     """How to declare a spec input so that the layer takes it."""
     if "integer" in error.want:
         return "declare it `dtype: long` (token ids)"
-    if "mask" in error.want:
-        return "declare it float32 or bool"
+    if "mask" in error.want or "condition" in error.want:
+        return "declare it float32 or bool" if "float" in error.want else "declare it `dtype: bool`"
     if error.want.startswith("float32") and error.got in ("int64", "int32"):
         return "declare it float32, or feed it through an Embedding"
     return "declare it float32" if "float" in error.want else error.hint

@@ -28,8 +28,17 @@ LAYER_KEYS = {
     "name": {"$ref": "#/$defs/identifier", "description": "The node's name; a module's name in the state_dict."},
     "type": {"type": "string", "description": "A layer type, tensor function, wrapper or block name."},
     "in": {"$ref": "#/$defs/refs", "description": "Input node(s); default: the previous layer."},
-    "repeat": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 10_000}, {"$ref": "#/$defs/variable"}],
-               "description": "Chain this many fresh copies, named name.0, name.1, ..."},
+    "repeat": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 10_000}, {"$ref": "#/$defs/variable"},
+                         {"type": "array", "minItems": 1, "maxItems": 10_000,
+                          "items": {"type": "object", "propertyNames": {"$ref": "#/$defs/identifier"}}}],
+               "description": "Chain this many fresh copies, named name.0, name.1, ...; a list gives "
+                              "each copy's own arguments."},
+    "when": {"anyOf": [{"type": "boolean"}, {"$ref": "#/$defs/variable"}],
+             "description": "Leave the layer out when false; a reference to it then reads its (first) input."},
+    "tie": {"type": "object", "propertyNames": {"$ref": "#/$defs/identifier"}, "minProperties": 1,
+            "additionalProperties": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)+$"},
+            "description": "Make a parameter of this layer the same tensor as another layer's: "
+                           "{weight: wte.weight}."},
     "share": {"$ref": "#/$defs/identifier", "description": "Apply this named layer again, sharing its weights."},
     "doc": {"type": "string"},
 }
@@ -77,9 +86,12 @@ def build_schema(types: dict | None = None, *, dispatch: bool = True) -> dict:
     by_type = _dispatch("layer", types) if dispatch else []
     defs: dict = {
         "identifier": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
-        "variable": {"type": "string", "pattern": r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$"},
+        "variable": {"type": "string", "pattern": r"^\$\{[^{}]+\}$",
+                     "description": "A param, or an expression over params: ${hidden}, ${2 * d}."},
         "ref": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
         "refs": {"anyOf": [{"$ref": "#/$defs/ref"}, {"type": "array", "items": {"$ref": "#/$defs/ref"}, "minItems": 1}]},
+        "tensor_value": {"anyOf": [{"type": ["number", "boolean"]},
+                                   {"type": "array", "items": {"$ref": "#/$defs/tensor_value"}}]},
         "shape": {"type": "array", "items": {"anyOf": [{"type": "integer", "minimum": 1}, {"$ref": "#/$defs/variable"}]}},
         "input": {"anyOf": [{"$ref": "#/$defs/shape"}, {
             "type": "object", "required": ["shape"], "additionalProperties": False,
@@ -101,6 +113,9 @@ def build_schema(types: dict | None = None, *, dispatch: bool = True) -> dict:
                                  "layers": {"$ref": "#/$defs/layers"}, "outputs": {"$ref": "#/$defs/outputs"}}},
         "block": {"type": "object", "additionalProperties": False, "required": ["layers"],
                   "properties": {"doc": {"type": "string"},
+                                 "params": {"type": "object", "propertyNames": {"$ref": "#/$defs/identifier"},
+                                            "description": "The block's arguments and their defaults; "
+                                                           "null: each use must give it."},
                                  "inputs": {"type": "array", "items": {"$ref": "#/$defs/identifier"}, "minItems": 1},
                                  "layers": {"$ref": "#/$defs/layers"}, "outputs": {"$ref": "#/$defs/outputs"}}},
     }
@@ -163,6 +178,7 @@ def _train_defs() -> dict:
             "limit": positive, "val_split": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}, "target": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
             "test": {"type": "string"}, "root": {"type": "string"}, "shuffle": {"type": "boolean"},
             "path": {"type": "string"}, "samples": positive, "seed": integer, "num_embeddings": positive,
+            "vocab_size": {"type": "integer", "minimum": 2},
             "task": {"enum": ["classification", "regression"]}}}]},
     }
     for group, def_name, extra in (("losses", "loss", {"on": {"$ref": "#/$defs/ref"}, "target": {"type": "string"},
@@ -174,7 +190,17 @@ def _train_defs() -> dict:
                           "allOf": _dispatch(def_name, catalog[group])}
         for name, entry in catalog[group].items():
             defs[f"{def_name}.{name}"] = _args_def(entry["args"], registry.FILLED_BY_TRAINER.get(name, ()), {"type": True, **extra})
+    for name in ("train", "data"):   # a number or flag of train: may be a ${...} too, as layer arguments may
+        _allow_variables(defs[name])
     return defs
+
+
+def _allow_variables(schema: dict) -> None:
+    """Let every integer, number or boolean property of `schema` (or of its object form) be a ${...}."""
+    for form in schema.get("anyOf", [schema]):
+        for key, prop in (form.get("properties") or {}).items():
+            if prop.get("type") in ("integer", "number", "boolean"):
+                form["properties"][key] = _with_variables(prop)
 
 
 def render(schema: dict) -> str:

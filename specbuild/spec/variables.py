@@ -12,9 +12,11 @@ import json
 import re
 
 from ..errors import Problem, SpecError, did_you_mean
+from .expressions import ExpressionError, evaluate, names_in
 from .loader import load_spec
 
 WHOLE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+WHOLE_EXPRESSION = re.compile(r"^\$\{([^{}]*)\}$")
 ANY = re.compile(r"\$\{([^}]*)\}")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 INDEX = re.compile(r"^[0-9]+$")
@@ -163,7 +165,8 @@ def _variables_used(data) -> set:
             for item in value:
                 walk(item)
         elif isinstance(value, str) and "${" in value:
-            found.update(m.group(1) for m in ANY.finditer(value))
+            for m in ANY.finditer(value):
+                found.update(names_in(m.group(1)))
 
     walk(data)
     return found
@@ -180,31 +183,88 @@ def _show(value) -> str:
 
 
 def substitute(data: dict, spec, problems: list[Problem]) -> dict:
-    """A copy of `data` with every `${name}` replaced; undefined names become problems."""
-    params = data.get("params") if isinstance(data.get("params"), dict) else {}
-
-    def walk(value, path):
-        if isinstance(value, dict):
-            return {k: walk(v, path + (k,)) for k, v in value.items()}
-        if isinstance(value, list):
-            return [walk(v, path + (i,)) for i, v in enumerate(value)]
-        if not isinstance(value, str) or "${" not in value or path[:1] == ("params",):
-            return value
-        whole = WHOLE.match(value)
-        if whole:
-            return lookup(whole.group(1), path, value)
-        return ANY.sub(lambda m: str(lookup(m.group(1), path, value)), value)
-
-    def lookup(name, path, text):
-        if name in params:
-            return params[name]
-        if not NAME.match(name):
-            problems.append(spec.problem(f"bad variable {text!r}", path,
-                                         hint="a variable is written ${name}, with a name of letters, digits and _"))
+    """A copy of `data` with every `${...}` replaced by its value over the spec's `params`
+    (a param's value may read the params declared above it: `head: ${n_embd // 4}`);
+    undefined names and refused expressions become problems.  Inside a block that declares
+    `params:`, an expression reading a block param is left for each use of the block
+    (`instantiate`), after checking that every name it reads is defined."""
+    params = {}
+    for name, value in (data.get("params") if isinstance(data.get("params"), dict) else {}).items():
+        params[name] = _walk(value, ("params", name), params, spec, problems)   # may read the params above it
+    out = {}
+    for key, value in data.items():
+        if key == "params":
+            out[key] = params if isinstance(value, dict) else value
+        elif key == "blocks" and isinstance(value, dict):
+            out[key] = {name: _walk(body, ("blocks", name), params, spec, problems,
+                                    deferred=set(block_params(body)))
+                        for name, body in value.items()}
         else:
-            hint = did_you_mean(name, params) or ("define it under `params:`" if params else
-                                                  f"add `params: {{{name}: ...}}` or pass --set {name}=...")
-            problems.append(spec.problem(f"undefined variable ${{{name}}}", path, hint=hint))
-        return text
+            out[key] = _walk(value, (key,), params, spec, problems)
+    return out
 
-    return walk(data, ())
+
+def block_params(body) -> dict:
+    """A block's declared params and their defaults (REQUIRED where it gives none)."""
+    params = body.get("params") if isinstance(body, dict) else None
+    if not isinstance(params, dict):
+        return {}
+    return {name: REQUIRED if value is None else value for name, value in params.items()}
+
+
+REQUIRED = object()      # a block param declared `~` (null): every use must give it
+
+
+def instantiate(body: dict, values: dict, base: tuple, spec, problems: list[Problem]) -> dict:
+    """A block's body with its params' `values` put in (the globals are in already)."""
+    return {key: value if key == "params" else _walk(value, base + (key,), values, spec, problems)
+            for key, value in body.items()}
+
+
+def _walk(value, path: tuple, values: dict, spec, problems: list, deferred: frozenset | set = frozenset()):
+    if isinstance(value, dict):
+        if path[-1:] == ("params",) and deferred:
+            # a block's defaults may read the spec's params, never its own
+            return {k: _walk(v, path + (k,), values, spec, problems) for k, v in value.items()}
+        return {k: _walk(v, path + (k,), values, spec, problems, deferred) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_walk(v, path + (i,), values, spec, problems, deferred) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+    whole = WHOLE_EXPRESSION.match(value)
+    if whole:
+        return _value_of(whole.group(1), path, value, values, spec, problems, deferred)
+    if any(_reads(m.group(1), deferred) for m in ANY.finditer(value)):
+        for m in ANY.finditer(value):
+            _value_of(m.group(1), path, value, values, spec, problems, deferred)
+        return value
+    return ANY.sub(lambda m: str(_value_of(m.group(1), path, value, values, spec, problems)), value)
+
+
+def _reads(text: str, deferred) -> bool:
+    return bool(deferred) and bool(names_in(text) & set(deferred))
+
+
+def _value_of(text: str, path: tuple, whole: str, values: dict, spec, problems: list, deferred=frozenset()):
+    """The value of one `${text}`; `whole` itself when it is deferred or wrong (a problem is added)."""
+    if deferred and _reads(text, deferred):
+        unknown = sorted(names_in(text) - set(deferred) - set(values))
+        for name in unknown:
+            problems.append(_undefined(name, path, set(values) | set(deferred), spec))
+        return whole
+    if NAME.match(text.strip()) and text.strip() in values:
+        return values[text.strip()]
+    try:
+        return evaluate(text, values)
+    except ExpressionError as error:
+        if error.message.startswith("undefined variable"):
+            problems.append(_undefined(error.message.split("'")[1], path, set(values) | set(deferred), spec))
+        else:
+            problems.append(spec.problem(f"bad variable {whole!r}: {error.message}", path, hint=error.hint))
+        return whole
+
+
+def _undefined(name: str, path: tuple, known: set, spec) -> Problem:
+    hint = did_you_mean(name, known) or ("define it under `params:`" if known else
+                                         f"add `params: {{{name}: ...}}` or pass --set {name}=...")
+    return spec.problem(f"undefined variable ${{{name}}}", path, hint=hint)
