@@ -6,8 +6,9 @@ model under another name (FNN, SingleInputModel, DenseModel and the example's
 FeedforwardNN are one model), so 20 specs cover them.  `HEADINGS` maps each
 guide heading, as the guide spells it, to its spec; `SPEC_DOCS` says in one line
 what each spec is and lists where it deliberately differs from the guide.  Plain
-literals, no torch: `specbuild list` prints them.  A test keeps both in step with
-the files in `specs/`.
+literals, no torch: `specbuild list` prints them.  `ARCHITECTURES` does the same
+for the real architectures shipped beside the guide's models.  A test keeps the
+tables in step with the files in `specs/`.
 """
 from __future__ import annotations
 
@@ -132,6 +133,20 @@ SPEC_DOCS: dict[str, dict] = {
         "summary": "EmbeddingModel: embedding Embedding(1000, 64) over 10 long token ids, flatten, fc1 Linear(640, 10), "
                    "softmax; the synthetic tokens set",
         "deviations": (_LOGITS.format(node="fc1"),)},
+}
+
+
+# Beside the guide's models: real architectures, written with their usual parameter names so that
+# their published weights load (spec name -> one line).
+ARCHITECTURES: dict[str, str] = {
+    "resnet18": "ResNet-18, torchvision's parameter names (its state_dict loads strictly); one BasicBlock definition",
+    "resnet50": "ResNet-50 (v1.5), torchvision's parameter names; one Bottleneck definition",
+    "vgg11": "VGG-11 (configuration A), torchvision's parameter names: features and classifier Sequentials",
+    "mobilenet_v2": "MobileNetV2, torchvision's parameter names; one InvertedResidual definition with "
+                    "`when:` for the expansion and the residual",
+    "unet": "a small U-Net: DoubleConv levels, transposed convs up, concatenated skips; MNIST reconstruction",
+    "gpt": "a nanoGPT-style GPT: pre-LN blocks, fused q/k/v, causal scaled_dot_product_attention, lm_head tied "
+           "to the token embedding; trains on token-stream",
 }
 
 

@@ -17,6 +17,7 @@ import sys
 from ..errors import SpecError
 from ..spec.variables import parse_overrides
 from .train import EXIT_CODES, add_train_commands, check_writable, output_error, write_output
+from .weights import add_weights_command
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 # OSErrors of the machine rather than of specbuild: a full disk, a place the user may not write
@@ -87,9 +88,11 @@ def _list(args) -> int:
     from .. import registry
     what = args.what
     if what == "specs":
-        from .guide_map import HEADINGS, SPEC_DOCS
+        from .guide_map import ARCHITECTURES, HEADINGS, SPEC_DOCS
         for name, doc in SPEC_DOCS.items():
             print(f"{name:16} {doc['summary']}")
+        for name, line in ARCHITECTURES.items():
+            print(f"{name:16} {line}")
         print("\nguide heading -> spec")
         for heading, name in HEADINGS.items():
             print(f"  {heading:40} {name}")
@@ -163,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_list)
 
     add_train_commands(sub)
+    add_weights_command(sub)
     return parser
 
 

@@ -1,0 +1,216 @@
+"""The real-architecture specs equal the modules people train: torchvision's ResNet-18,
+ResNet-50, VGG-11 and MobileNetV2 (their state_dicts load strictly, outputs equal), and a
+hand-written nanoGPT-style GPT (keys, outputs, weight tying, causality)."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torch.nn import functional as F
+
+import specbuild
+from conftest import REPO
+
+SPECS = REPO / "specs"
+REAL = ("resnet18", "resnet50", "vgg11", "mobilenet_v2", "unet", "gpt")
+HANG_GUARD_S = 300
+
+
+def _randomise_batch_norm(module: nn.Module) -> None:
+    """Running statistics other than 0 and 1, so that eval mode tests them too."""
+    generator = torch.Generator().manual_seed(0)
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.running_mean.copy_(torch.randn(layer.running_mean.shape, generator=generator))
+            layer.running_var.copy_(torch.rand(layer.running_var.shape, generator=generator) + 0.5)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "vgg11", "mobilenet_v2"])
+def test_torchvision_state_dict_loads_strictly_and_outputs_match(name):
+    torch.manual_seed(0)
+    reference = getattr(torchvision.models, name)(weights=None).eval()
+    _randomise_batch_norm(reference)
+    model = specbuild.build_model(SPECS / f"{name}.yaml", overrides={"image_size": 64}).eval()
+    assert list(model.state_dict()) == list(reference.state_dict())
+    model.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x))
+    checked = specbuild.spec.validate.check(SPECS / f"{name}.yaml", overrides={"image_size": 64})
+    assert sum(s.params for s in checked.shapes[name].values()) == sum(p.numel() for p in reference.parameters())
+
+
+def test_format_not_copying_does_the_work():
+    """resnet18 in at most 45 lines, mobilenet_v2 in at most 60 (blank and comment lines aside),
+    each with one definition per kind of block."""
+    def lines(name):
+        text = (SPECS / f"{name}.yaml").read_text().splitlines()
+        return [line for line in text if line.strip() and not line.strip().startswith("#")]
+    assert len(lines("resnet18")) <= 45
+    assert len(lines("mobilenet_v2")) <= 60
+    assert list(specbuild.spec.loader.load_spec(SPECS / "resnet18.yaml").data["blocks"]) == ["BasicBlock"]
+    assert list(specbuild.spec.loader.load_spec(SPECS / "mobilenet_v2.yaml").data["blocks"]) == ["InvertedResidual"]
+
+
+# --- a nanoGPT-style GPT, written by hand as nanoGPT writes it ----------------------------------
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, n_embd, n_head, dropout):
+        super().__init__()
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd)
+        self.c_proj = nn.Linear(n_embd, n_embd)
+        self.resid_dropout = nn.Dropout(dropout)
+        self.n_head, self.n_embd, self.dropout = n_head, n_embd, dropout
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0, is_causal=True)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, n_embd, dropout):
+        super().__init__()
+        self.c_fc, self.gelu = nn.Linear(n_embd, 4 * n_embd), nn.GELU()
+        self.c_proj, self.dropout = nn.Linear(4 * n_embd, n_embd), nn.Dropout(dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, n_embd, n_head, dropout):
+        super().__init__()
+        self.ln_1, self.attn = nn.LayerNorm(n_embd), CausalSelfAttention(n_embd, n_head, dropout)
+        self.ln_2, self.mlp = nn.LayerNorm(n_embd), MLP(n_embd, dropout)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab_size=64, block_size=32, n_layer=2, n_head=4, n_embd=64, dropout=0.0):
+        super().__init__()
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(vocab_size, n_embd), wpe=nn.Embedding(block_size, n_embd), drop=nn.Dropout(dropout),
+            h=nn.ModuleList([Block(n_embd, n_head, dropout) for _ in range(n_layer)]), ln_f=nn.LayerNorm(n_embd)))
+        self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+        self.transformer.wte.weight = self.lm_head.weight
+
+    def forward(self, idx):
+        pos = torch.arange(0, idx.size(1), dtype=torch.long, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            x = block(x)
+        return self.lm_head(self.transformer.ln_f(x))
+
+
+def test_gpt_equals_the_hand_written_nanogpt():
+    torch.manual_seed(0)
+    reference = GPT().eval()
+    model = specbuild.build_model(SPECS / "gpt.yaml").eval()
+    assert set(model.state_dict()) == set(reference.state_dict())
+    model.load_state_dict(reference.state_dict(), strict=True)
+    idx = torch.randint(0, 64, (3, 32))
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx), reference(idx))
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in reference.parameters())
+    shapes = specbuild.spec.validate.check(SPECS / "gpt.yaml").shapes["gpt"]
+    assert sum(s.params for s in shapes.values()) == sum(p.numel() for p in reference.parameters())
+
+
+def test_gpt_head_is_tied_to_the_token_embedding_through_training():
+    model = specbuild.build_model(SPECS / "gpt.yaml")
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert {"lm_head.weight", "transformer.wte.weight"} <= set(model.state_dict())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    before = model.lm_head.weight.detach().clone()
+    idx = torch.randint(0, 64, (4, 32))
+    F.cross_entropy(model(idx).flatten(0, 1), torch.randint(0, 64, (4 * 32,))).backward()
+    optimizer.step()
+    assert not torch.equal(model.lm_head.weight, before)
+    assert torch.equal(model.lm_head.weight, model.transformer.wte.weight)
+    assert model.lm_head.weight is model.transformer.wte.weight
+
+
+def test_gpt_is_causal():
+    torch.manual_seed(1)
+    model = specbuild.build_model(SPECS / "gpt.yaml").eval()
+    idx = torch.randint(0, 64, (2, 32))
+    changed = idx.clone()
+    changed[:, 20] = (changed[:, 20] + 1) % 64
+    with torch.no_grad():
+        a, b = model(idx), model(changed)
+    torch.testing.assert_close(a[:, :20], b[:, :20])
+    assert not torch.allclose(a[:, 20:], b[:, 20:])
+
+
+def test_gpt_trains_and_its_loss_falls(tmp_path, capsys):
+    from cli_runner import read_history, run_cli
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", str(SPECS / "gpt.yaml"), "--out", str(out), "--epochs", "2")
+    assert code == 0, err
+    history = read_history(out)
+    steps = 2 * math.ceil(3000 / 32)
+    assert steps >= 150                                  # a few hundred steps: 4,000 samples, 3/4 for training
+    assert history[-1]["val_loss"] < 0.6 * math.log(64)  # a uniform guess is log(64)
+    assert history[-1]["val_loss"] < history[0]["train_loss"]
+
+
+NO_TORCH_SUMMARY = """
+import sys, specbuild.cli.main
+for path in sys.argv[1:]:
+    assert specbuild.cli.main.main(["summary", path, "--set", "image_size=224"] if "image_size" in open(path).read()
+                                   else ["summary", path]) == 0, path
+loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
+assert not loaded, loaded
+print("ok")
+"""
+
+
+def test_summary_of_every_real_architecture_needs_no_torch():
+    run = subprocess.run([sys.executable, "-c", NO_TORCH_SUMMARY, *(str(SPECS / f"{n}.yaml") for n in REAL)],
+                         capture_output=True, text=True, cwd=REPO, timeout=HANG_GUARD_S)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "total parameters: 25,557,032" in run.stdout        # resnet50 at 224 x 224
+    assert "[N, 2048, 7, 7]" in run.stdout
+
+
+def test_a_saved_torchvision_checkpoint_loads_into_resnet18_unchanged(tmp_path, capsys):
+    """The file as torchvision users have it (torch.save of the state_dict): check-weights says it
+    fits, build_model(weights=) and train --init-from load it; a renamed key and a head of
+    another size are reported by name."""
+    from cli_runner import run_cli
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18(weights=None).eval()
+    _randomise_batch_norm(reference)
+    path = tmp_path / "resnet18-imagenet.pth"
+    torch.save(reference.state_dict(), path)
+    spec = str(SPECS / "resnet18.yaml")
+
+    code, out, _ = run_cli(capsys, "check-weights", spec, str(path))
+    assert code == 0 and out.strip().endswith(f"all {len(reference.state_dict())} tensors fit")
+    model = specbuild.build_model(spec, overrides={"image_size": 64}, weights=path).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x))
+
+    renamed = dict(reference.state_dict())
+    renamed["layer2.0.shortcut.0.weight"] = renamed.pop("layer2.0.downsample.0.weight")
+    torch.save(renamed, tmp_path / "renamed.pth")
+    code, out, _ = run_cli(capsys, "check-weights", spec, str(tmp_path / "renamed.pth"))
+    assert code == 1 and "missing    layer2.0.downsample.0.weight" in out and "unexpected layer2.0.shortcut.0.weight" in out
+
+    code, out, _ = run_cli(capsys, "check-weights", spec, str(path), "--set", "num_classes=10")
+    assert code == 1 and "fc.weight" in out and "the model's is [10, 512], the file's [1000, 512]" in out
