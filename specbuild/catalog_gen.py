@@ -226,6 +226,12 @@ def _forward_arity(cls) -> list[int]:
     return [max(least, 1), max(len(params), 1)]
 
 
+def _forward_names(cls) -> list[str]:
+    """The parameters of the layer's forward, in order (a spec's `forward:` keys)."""
+    return [name for name, p in inspect.signature(cls.forward).parameters.items()
+            if name != "self" and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
 def _classes(module, base):
     for name in sorted(dir(module)):
         obj = getattr(module, name)
@@ -250,7 +256,7 @@ def build_catalog() -> dict:
         entry = {"target": f"torch.nn.{name}",
                  "args": _bounded(name, describe_args(cls, _MANUAL_ARGS.get(name), _MANUAL_HINTS.get(name)),
                                   _LAYER_BOUNDS),
-                 "inputs": _forward_arity(cls)}
+                 "inputs": _forward_arity(cls), "forward": _forward_names(cls)}
         if _settable(entry):
             (losses if "Loss" in name else layers)[name] = entry
     optimizers = {name: {"target": f"torch.optim.{name}", "args": _bounded(name, describe_args(cls), _OPTIMIZER_BOUNDS)}

@@ -73,6 +73,7 @@ class LayerType:
     #                             for `training` the one that applies in training only (a dropout probability)
     parse: str | None = None    # how the operand's text is read (one of PARSES); None: as it is
     explicit: tuple = ()      # arguments passed at their default when the spec leaves them out
+    forward: tuple = ()       # a module's forward parameters, in order (what `forward:` may name)
 
     def __post_init__(self):
         if self.call not in CALLS or self.parse not in (None, *PARSES):
@@ -225,7 +226,8 @@ ARG_RELATIONS = {
 def _builtin_types() -> dict[str, LayerType]:
     table: dict[str, LayerType] = {}
     for name, entry in CATALOG["layers"].items():
-        table[name] = LayerType(name, "module", entry["target"], entry["args"], tuple(entry["inputs"]))
+        table[name] = LayerType(name, "module", entry["target"], entry["args"], tuple(entry["inputs"]),
+                                forward=tuple(entry.get("forward", ())))
     for kind, group in (("function", _ELEMENTWISE), ("function", _SHAPE_OPS), ("function", _MERGE_OPS),
                         ("function", _FACTORIES), ("wrapper", _WRAPPERS)):
         for name, (target, args, *how) in group.items():
@@ -272,7 +274,7 @@ def register_layer(name: str, factory: Callable, *, args: dict | None = None,
               else {"schema": dict(schema or {}), "required": False})
         for arg, schema in args.items()}
     entry = LayerType(name, "user", getattr(factory, "__qualname__", repr(factory)), described,
-                      tuple(inputs), doc, factory, shape, call="user")
+                      tuple(inputs), doc, factory, shape, call="user", forward=_forward_of(factory))
     _USER_TYPES[name] = entry
     return entry
 
@@ -282,6 +284,15 @@ def unregister_layer(name: str) -> None:
 
 
 _PY_TYPES = {int: INT, float: NUM, bool: {"type": "boolean"}, str: {"type": "string"}}
+
+
+def _forward_of(factory) -> tuple:
+    """The parameters of a registered class's forward (none known for a function returning a module)."""
+    try:
+        params = inspect.signature(factory.forward).parameters if isinstance(factory, type) else {}
+    except (TypeError, ValueError, AttributeError):
+        return ()
+    return tuple(n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
 
 
 def _describe_signature(factory) -> dict:

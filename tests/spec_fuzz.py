@@ -11,8 +11,8 @@ inferred output shapes and dtypes.  Two sources of specs, each case seeded by it
 - `mutation(seed, i)`: a shipped spec (specs/*.yaml) with one to three edits: a number
   changed, an argument dropped or renamed, a type swapped, an input's dtype or shape
   changed, a layer inserted, or one of the keys of real architectures added: `when:`,
-  `tie:`, a `${...}` expression (sound, wrong or hostile), `repeat:` as a list, an
-  argument given to a block.
+  `tie:`, `forward:`, a `${...}` expression (sound, wrong or hostile), `repeat:` as a
+  list, an argument given to a block.
 
 `run(spec)` says what happened (an Outcome).  Integer inputs are drawn honestly: below every
 index bound the spec declares (an Embedding's num_embeddings), and zeros (valid for any
@@ -284,7 +284,12 @@ def _new_keys(spec: dict, layers: list, rng: random.Random) -> str:
     """An edit with the keys of real architectures: `when:`, `tie:`, a `${...}` expression,
     `repeat:` as a list, or an argument given to a block."""
     layer = rng.choice(layers)
-    what = rng.choice(["when", "tie", "expression", "repeat", "block_arg"])
+    what = rng.choice(["when", "tie", "expression", "repeat", "block_arg", "forward"])
+    if what == "forward":
+        named = [x["name"] for x in layers if isinstance(x.get("name"), str)] or ["x"]
+        layer["forward"] = {rng.choice(["need_weights", "attn_mask", "is_causal", "mask", "hx", "input", "bogus"]):
+                            rng.choice([False, True, None, 0.5, rng.choice(named)])}
+        return f"{layer['type']}.forward = {layer['forward']}"
     if what == "when":
         layer["when"] = rng.choice(WHEN)
         return f"{layer['type']}.when = {layer['when']!r}"

@@ -214,3 +214,12 @@ def test_a_saved_torchvision_checkpoint_loads_into_resnet18_unchanged(tmp_path, 
 
     code, out, _ = run_cli(capsys, "check-weights", spec, str(path), "--set", "num_classes=10")
     assert code == 1 and "fc.weight" in out and "the model's is [10, 512], the file's [1000, 512]" in out
+
+
+def test_a_sequence_longer_than_the_position_table_is_refused_at_validation():
+    """arange positions fed to an Embedding with fewer rows would fail in every forward."""
+    with pytest.raises(specbuild.errors.SpecError) as caught:
+        specbuild.validate(SPECS / "gpt.yaml", overrides={"inputs.idx.shape": [40]})
+    problem = caught.value.problems[0]
+    assert problem.node == "wpe" and problem.path == "blocks.Body.layers[2].num_embeddings"
+    assert problem.message == "Embedding 'wpe' has 32 rows, but 'pos' gives positions 0 to 39"

@@ -128,38 +128,6 @@ outputs: {features: more, out: act}
     assert "more.weight" in specbuild.build_model(text, overrides={"extra": True}).state_dict()
 
 
-def test_bug_user_types_work_inside_sequential():
-    class Scale(nn.Module):
-        def __init__(self, factor: float = 2.0):
-            super().__init__()
-            self.factor = factor
-
-        def forward(self, x):
-            return x * self.factor
-
-    for shape in (None, lambda args, inputs: inputs[0]):
-        specbuild.register_layer("ScaleInSeq", Scale, shape=shape, replace=True)
-        model = build("specbuild: 1\nname: m\ninputs: {x: [4]}\nlayers:\n  - name: seq\n    type: Sequential\n"
-                      "    layers: [{type: Linear, out_features: 3}, {type: ScaleInSeq, factor: 3.0}]\n")
-        x = torch.randn(2, 4)
-        torch.testing.assert_close(model(x), model.seq[0](x) * 3.0)
-
-
-def test_bug_sharing_an_embedding_with_float_input_is_a_validation_error():
-    text = """\
-specbuild: 1
-name: m
-inputs:
-  idx: {shape: [8], dtype: long}
-layers:
-  - {name: wte, type: Embedding, num_embeddings: 50, embedding_dim: 16}
-  - {name: lm_head, share: wte}
-"""
-    (problem,) = errors_of(text)
-    assert problem.line == 7 and problem.node == "lm_head"
-    assert problem.message == "Embedding 'lm_head' needs integer indices (int64 or int32), but 'wte' gives float32"
-
-
 TIED = """\
 specbuild: 1
 name: m
@@ -169,6 +137,13 @@ layers:
   - {name: wte, type: Embedding, num_embeddings: 50, embedding_dim: 16}
   - {name: lm_head, type: Linear, out_features: OUT, bias: false, tie: {weight: SOURCE}}
 """
+
+
+def test_bug_sharing_an_embedding_with_float_input_is_a_validation_error():
+    text = TIED.replace("type: Linear, out_features: OUT, bias: false, tie: {weight: SOURCE}", "share: wte")
+    (problem,) = errors_of(text)
+    assert problem.line == 7 and problem.node == "lm_head"
+    assert problem.message == "Embedding 'lm_head' needs integer indices (int64 or int32), but 'wte' gives float32"
 
 
 def test_tie_makes_one_tensor_counted_once():

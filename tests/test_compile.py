@@ -397,6 +397,17 @@ layers:
 """
 
 
+def test_user_types_stand_inside_sequential(user_types):
+    """With or without a shape rule (issue 9: they failed there with 'no shape rule')."""
+    for name, shape in (("ScaleByMeta", None), ("ScaleByRule", lambda args, inputs: inputs[0])):
+        user_types(name, Scale, shape=shape)
+        model = build_model(HEAD + "inputs: {x: [4]}\nlayers:\n  - name: seq\n    type: Sequential\n"
+                            f"    layers: [{{type: Linear, out_features: 3}}, {{type: {name}, factor: 3.0}}]\n")
+        x = torch.randn(2, 4)
+        torch.testing.assert_close(model(x), model.seq[0](x) * 3.0)
+        assert isinstance(model.seq[1], Scale)
+
+
 @pytest.fixture
 def user_types():
     registered = []

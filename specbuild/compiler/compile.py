@@ -12,15 +12,18 @@ and no case on a type's name here.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import os
 import re
 import warnings
 
+import torch
 import torch.fx as fx
 from torch import nn
 
 from .. import registry
 from ..errors import SpecError, did_you_mean
+from ..inputs import DTYPES
 from ..spec.graph import Graph, Node
 from ..spec.infer import total_params
 from ..resolve import resolve_target
@@ -111,7 +114,8 @@ def _compile_graph(graph: Graph, shapes: dict, checked: Checked, class_name: str
             env[name] = _EMITTERS[entry.call](fx_graph, entry, name, shape.args, args)
             continue
         root.add_module(name, _module_for(node, shape, checked))
-        env[name] = fx_graph.create_node("call_module", name, tuple(args), name=name)
+        keywords = {key: env[value] if isinstance(value, str) else value for key, value in node.forward.items()}
+        env[name] = fx_graph.create_node("call_module", name, tuple(args), keywords, name=name)
     fx_graph.output(_outputs(graph, env))
     _tie(root, graph)
     module = fx.GraphModule(root, fx_graph, class_name=class_name)
@@ -218,8 +222,6 @@ def _kwargs(entry, args: dict) -> dict:
 
 
 def _torch_dtype(name: str):
-    import torch                                     # only a dtype argument needs these two
-    from ..inputs import DTYPES
     return getattr(torch, DTYPES[name])
 
 
@@ -262,7 +264,6 @@ def _variadic(fx_graph: fx.Graph, entry, name: str, args: dict, inputs: list) ->
 def _training(fx_graph: fx.Graph, entry, name: str, args: dict, inputs: list) -> fx.Node:
     """target(*inputs, **args), its args[operand] (a dropout probability) times self.training, so
     that it applies in training only; at 0 (or left out) the call is a plain one, with no extra node."""
-    import operator
     kwargs = _kwargs(entry, args)
     if args.get(entry.operand):
         training = fx_graph.create_node("get_attr", "training", name=f"{name}_training")

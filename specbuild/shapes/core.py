@@ -75,15 +75,19 @@ def has_rule(type_name: str) -> bool:
     return type_name in RULES
 
 
-def infer(type_name: str, args: dict, inputs: list, dtypes: list | None = None) -> Inferred:
+def infer(type_name: str, args: dict, inputs: list, dtypes: list | None = None,
+          forward: dict | None = None) -> Inferred:
     """The output shape, filled arguments, parameters and output dtype of one layer.  `dtypes`
     are its inputs' dtypes (torch's names, lists for multi-values; None in it means float32).
-    Without `dtypes` only the shapes are checked, and the dtype given is torch's default's."""
+    Without `dtypes` only the shapes are checked, and the dtype given is torch's default's.
+    An input given as None is a forward parameter left out before one given by name;
+    `forward` holds the constants of the layer's forward call (a rule reads them as a.forward)."""
     if type_name not in RULES:
         raise ShapeError(f"no shape rule for {type_name!r}", did_you_mean(type_name, RULES))
     fn, defaults = RULES[type_name]
     a = Args(type_name, args or {}, defaults)
-    values = [_as_value(x) for x in inputs]
+    a.forward = dict(forward or {})
+    values = [None if x is None else _as_value(x) for x in inputs]
     if dtypes is not None:
         a.dtypes = [_default_dtype(x, d) for x, d in zip(values, list(dtypes) + [None] * len(values))]
     output, shapes, *inner = fn(a, values)      # a rule of nested layers also gives their dtype
@@ -119,7 +123,10 @@ def _like(output, dtype):
 
 
 def format_shape(shape) -> str:
-    """("N", 32, None) -> "[N, 32, ?]"; a list of shapes -> "([N, 5], [1, N, 5])"."""
+    """("N", 32, None) -> "[N, 32, ?]"; a list of shapes -> "([N, 5], [1, N, 5])"; a value a layer
+    does not give (None in a multi-value) -> "None"."""
+    if shape is None:
+        return "None"
     if isinstance(shape, list) and not _is_dims(shape):
         return "(" + ", ".join(format_shape(s) for s in shape) + ")"
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
@@ -136,8 +143,8 @@ def _as_value(x):
         if not _is_dims(x) or any(isinstance(d, int) and d < 0 for d in x):
             raise ShapeError(f"bad input shape {x!r}: dims are ints >= 0, 'N' or None")
         return tuple(x)
-    if isinstance(x, list):
-        return [_as_value(v) for v in x]
+    if isinstance(x, list):   # None in a multi-value: a value the layer does not give (need_weights: false)
+        return [None if v is None else _as_value(v) for v in x]
     raise ShapeError(f"bad input shape {x!r}: a shape is a tuple of dims")
 
 
@@ -151,6 +158,7 @@ class Args:
         self.type = type_name
         self.out = dict(given)
         self.dtypes: list | None = None  # the inputs' dtypes, set by infer(); None: not checked
+        self.forward: dict = {}          # the constants of the forward call (`forward:`), set by infer()
         for name in given:
             layer = type_name[:1].isupper()      # torch.nn layers also take device, dtype
             if name not in defaults and "*" not in defaults and not (layer and name in _TORCH_KWARGS):
@@ -281,11 +289,13 @@ def same_dim(a, b):
     return a
 
 
-def infer_on_meta(factory, args: dict, inputs: list, dtypes=None) -> Inferred:
+def infer_on_meta(factory, args: dict, inputs: list, dtypes=None, forward: dict | None = None,
+                  tensors: dict | None = None) -> Inferred:
     """For a type without a rule: build factory(**args) on the meta device, run it
     on meta tensors with two batch sizes (and two sizes for unknown dims) and read
     off the output shapes and dtypes; a dim that follows the batch size is "N".
-    `dtypes` are the inputs' (torch's or the spec's names; None: float32)."""
+    `dtypes` are the inputs' (torch's or the spec's names; None: float32); `forward`
+    the forward call's constant keywords and `tensors` its tensor ones: name -> (shape, dtype)."""
     import torch
 
     runs = ((2, 5), (3, 7))            # (batch size, stand-in for unknown dims)
@@ -299,6 +309,8 @@ def infer_on_meta(factory, args: dict, inputs: list, dtypes=None) -> Inferred:
         return torch.zeros(size, dtype=getattr(torch, dt))
 
     def shape_of(out):
+        if out is None:
+            return None
         if isinstance(out, torch.Tensor):
             return tuple(out.shape)
         if isinstance(out, (tuple, list)):
@@ -320,7 +332,10 @@ def infer_on_meta(factory, args: dict, inputs: list, dtypes=None) -> Inferred:
     try:
         with torch.device("meta"), torch.no_grad():
             module = factory(**(args or {}))
-            outs = [module(*[make(x, d, n, u) for x, d in zip(inputs, dtypes)]) for n, u in runs]
+            named = {key: (_as_value(shape), _default_dtype(_as_value(shape), dt))
+                     for key, (shape, dt) in (tensors or {}).items()}
+            outs = [module(*[make(x, d, n, u) for x, d in zip(inputs, dtypes)], **(forward or {}),
+                           **{key: make(x, d, n, u) for key, (x, d) in named.items()}) for n, u in runs]
     except ShapeError:
         raise
     except Exception as e:  # torch raises many kinds; the message is what matters

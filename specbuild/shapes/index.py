@@ -24,6 +24,10 @@ def _item(a, inputs):
     if not isinstance(i, int) or isinstance(i, bool) or not -len(x) <= i < len(x):
         raise ShapeError(f"item index {i!r} is out of range for {len(x)} values "
                          f"{format_shape(x)}", arg="index")
+    if x[i] is None:
+        raise ShapeError(f"value {i} of {format_shape(x)} is None: the layer gives nothing there", arg="index",
+                         hint="with need_weights: false, MultiheadAttention gives no weights; drop that flag "
+                              "to read them")
     return x[i], NONE
 
 

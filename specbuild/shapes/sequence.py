@@ -168,10 +168,13 @@ def _mha(a, inputs):
     s = k[seq]
     s = s + a["add_bias_kv"] + a["add_zero_attn"] if known(s) else s if not (
         a["add_bias_kv"] or a["add_zero_attn"]) else None
-    weights = ((q[bat],) if batched else ()) + (q[seq], s)
-    masks(a, inputs[3:], {"k": k[seq]}, q[bat] if batched else None, a["num_heads"])
-    return [q, weights], _mha_params(e, dims["kdim"], dims["vdim"], a["bias"],
-                                     a["add_bias_kv"])
+    heads = a["num_heads"]
+    per_head = a.forward.get("average_attn_weights", True) is False
+    weights = ((q[bat],) if batched else ()) + ((heads,) if per_head else ()) + (q[seq], s)
+    masks(a, inputs[3:], {"k": k[seq], "q": q[seq]}, q[bat] if batched else None, heads)
+    given_weights = a.forward.get("need_weights", True) is not False
+    return [q, weights if given_weights else None], _mha_params(e, dims["kdim"], dims["vdim"], a["bias"],
+                                                                a["add_bias_kv"])
 
 
 # The masks each attention layer takes after its sequences, in torch's order: (name, the lengths
@@ -180,21 +183,40 @@ def _mha(a, inputs):
 _ENCODER = [("src_mask", "ss"), ("src_key_padding_mask", "s")]
 _DECODER = [("tgt_mask", "tt"), ("memory_mask", "tm"), ("tgt_key_padding_mask", "t"),
             ("memory_key_padding_mask", "m")]
-MASKS = {"MultiheadAttention": [("key_padding_mask", "k")], "TransformerEncoderLayer": _ENCODER,
+# MultiheadAttention's forward takes need_weights (a flag, None here) between its two masks.
+MASKS = {"MultiheadAttention": [("key_padding_mask", "k"), None, ("attn_mask", "qk")], "TransformerEncoderLayer": _ENCODER,
          "TransformerEncoder": _ENCODER, "TransformerDecoderLayer": _DECODER, "TransformerDecoder": _DECODER,
          "Transformer": _ENCODER[:1] + _DECODER[:1] + [("memory_mask", "ts"), _ENCODER[1], _DECODER[2],
                                                         ("memory_key_padding_mask", "s")]}
+
+
+# A causal flag of the forward call is a hint about a mask torch then requires (flag -> that mask).
+_DECODER_CAUSAL = {"tgt_is_causal": "tgt_mask", "memory_is_causal": "memory_mask"}
+CAUSAL = {"MultiheadAttention": {"is_causal": "attn_mask"}, "TransformerEncoderLayer": {"is_causal": "src_mask"},
+          "TransformerEncoder": {"is_causal": "src_mask"}, "TransformerDecoderLayer": _DECODER_CAUSAL,
+          "TransformerDecoder": _DECODER_CAUSAL, "Transformer": {"src_is_causal": "src_mask", **_DECODER_CAUSAL}}
 
 
 def masks(a, given, lengths: dict, batch, heads):
     """Check the mask inputs `given` against MASKS: `lengths` maps a letter to its sequence's
     length; `batch` is the batch dim (None when unbatched); `heads` the attention heads."""
     names = MASKS[a.type]
-    if len(given) > len(names):
-        raise ShapeError(f"{a.type} takes at most {len(names)} mask(s) after its sequences "
-                         f"({', '.join(n for n, _ in names)}), not {len(given)} inputs more",
-                         "is_causal and need_weights are flags, not inputs")
-    for m, (name, span) in zip(given, names):
+    positional = names[:names.index(None)] if None in names else names
+    if len(given) > len(names) or any(m is not None and about is None for m, about in zip(given, names)):
+        raise ShapeError(f"{a.type} takes at most {len(positional)} mask(s) after its sequences in `in:` "
+                         f"({', '.join(n for n, _ in positional)}), not {len(given)} inputs more",
+                         "give the others by name with `forward:` (attn_mask: mask); is_causal and "
+                         "need_weights are flags there")
+    for flag, mask in CAUSAL[a.type].items():
+        at = [about[0] if about else None for about in names].index(mask)
+        if a.forward.get(flag) and (at >= len(given) or given[at] is None):
+            raise ShapeError(f"{a.type}'s {flag} is a hint that its {mask} is causal, and it is given no {mask}",
+                             f"give the mask too (torch needs it), or use scaled_dot_product_attention with "
+                             f"is_causal: true")
+    for m, about in zip(given, names):
+        if m is None or about is None:
+            continue              # not given, or a flag's place
+        name, span = about
         want = [lengths[c] for c in span]
         if len(span) == 1:
             want = ([batch] if batch is not None else []) + want

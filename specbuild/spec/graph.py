@@ -20,7 +20,7 @@ from ..inputs import Input, parse_input
 from ..registry import lookup
 from .variables import block_params
 
-RESERVED = ("name", "type", "in", "repeat", "share", "doc", "when", "tie")
+RESERVED = ("name", "type", "in", "repeat", "share", "doc", "when", "tie", "forward")
 
 
 @dataclass
@@ -35,6 +35,15 @@ class Node:
     named: bool = True               # False when the name was made up
     copies: list | None = None       # `repeat: [{...}, ...]`: each copy's own arguments
     tie: dict = field(default_factory=dict)   # parameter -> "layer.parameter" it is the same tensor as
+    forward: dict = field(default_factory=dict)   # forward-call keyword -> a constant, or the node it reads
+
+    def forward_refs(self) -> dict:
+        """The `forward:` arguments that name a node: keyword -> node."""
+        return {key: value for key, value in self.forward.items() if isinstance(value, str)}
+
+    def reads(self) -> list[str]:
+        """Every node this one reads: its `in:`, then its `forward:` tensors."""
+        return list(self.inputs) + list(self.forward_refs().values())
 
 
 @dataclass
@@ -166,9 +175,11 @@ def _graph(name, base, raw, inputs, spec, problems, block_names, is_block=False)
         copies = repeat if isinstance(repeat, list) and all(isinstance(c, dict) for c in repeat) else None
         count = len(copies) if copies else repeat if isinstance(repeat, int) and not isinstance(repeat, bool) else 1
         tie = layer.get("tie") if isinstance(layer.get("tie"), dict) else {}
+        forward = {key: left_out.get(value, value) if _is_str(value) else value
+                   for key, value in (layer.get("forward") if isinstance(layer.get("forward"), dict) else {}).items()}
         nodes[node_name] = Node(node_name, type_name if _is_str(type_name) else None,
                                 {k: v for k, v in layer.items() if k not in RESERVED}, list(refs), path,
-                                count, layer.get("share"), _is_str(given), copies, tie)
+                                count, layer.get("share"), _is_str(given), copies, tie, forward)
         previous = node_name
     graph = Graph(name, base, inputs, nodes, _resolved_outputs(raw.get("outputs", previous), left_out), is_block)
     _check_refs(graph, spec, problems)
@@ -255,6 +266,11 @@ def _check_refs(graph: Graph, spec, problems) -> None:
                 where = node.path + ("in",) + ((i,) if isinstance(spec_value(spec, node.path + ("in",)), list) else ())
                 problems.append(spec.problem(f"`in:` names {ref!r}, which is no input or layer", where, node=node.name,
                                              hint=did_you_mean(ref, known) or "known: " + ", ".join(known)))
+        for key, ref in node.forward_refs().items():
+            if ref not in graph.inputs and ref not in graph.nodes:
+                problems.append(spec.problem(f"`forward: {{{key}: {ref}}}` names {ref!r}, which is no input or layer",
+                                             node.path + ("forward", key), node=node.name,
+                                             hint=did_you_mean(ref, known) or "known: " + ", ".join(known)))
         if node.share is not None:
             target = graph.nodes.get(node.share)
             if target is None:
@@ -266,7 +282,7 @@ def _check_refs(graph: Graph, spec, problems) -> None:
             elif (lt := lookup(target.type)) is not None and not lt.makes_module:
                 problems.append(spec.problem(f"{node.share!r} is a tensor function and has no weights to share",
                                              node.path + ("share",), node=node.name, hint="share a layer with weights"))
-            if node.type is not None or node.args:
+            if node.type is not None or node.args or node.forward:
                 problems.append(spec.problem("a `share:` node takes no type or arguments: it reuses its layer as is",
                                              node.path, node=node.name, hint="remove them, or drop `share:`"))
         elif node.type is None:
@@ -313,7 +329,7 @@ def _order(graph: Graph, spec, problems) -> list[str]:
     dag.add_nodes_from(graph.inputs)
     dag.add_nodes_from(graph.nodes)
     for node in graph.nodes.values():
-        for ref in node.inputs:
+        for ref in node.reads():
             if ref in dag:
                 dag.add_edge(ref, node.name)
         if node.share in graph.nodes:
@@ -355,7 +371,7 @@ def ancestors_of_outputs(graph: Graph) -> set[str]:
         needed.add(name)
         node = graph.nodes.get(name)
         if node is not None:
-            todo.extend(node.inputs)
+            todo.extend(node.reads())
             if node.share:
                 todo.append(node.share)
     return needed

@@ -16,6 +16,7 @@ from .. import registry
 from ..errors import Problem
 from .blocks import block_instance, with_values
 from .graph import Graph, Node
+from .bounds import check_positions
 from .ties import check_ties
 from ..shapes.rearrange import inside
 from ..shapes.core import FLOAT32, DtypeError, Inferred, ShapeError, format_shape, has_rule, infer, infer_on_meta
@@ -77,23 +78,34 @@ def infer_graph(graph: Graph, env: dict, checked, problems: list[Problem], depth
         checked.expanded_nodes += node.repeat
         if checked.expanded_nodes > MAX_EXPANDED_NODES:
             raise _TooBig()
-        if any(ref not in env for ref in node.inputs):
+        if any(ref not in env for ref in node.reads()):
             continue   # an upstream node failed and was reported already
         try:
-            ins = In([env[r] for r in node.inputs], [dtypes.get(r, FLOAT32) for r in node.inputs])
+            forward = {key: Named(env[value], dtypes.get(value, FLOAT32)) if isinstance(value, str) else value
+                       for key, value in node.forward.items()}
+            ins = In([env[r] for r in node.inputs], [dtypes.get(r, FLOAT32) for r in node.inputs], forward)
             results[name] = infer_node(node, graph, ins, results, checked, problems, depth)
             env[name], dtypes[name] = results[name].output, results[name].dtype
         except _Failed:
             continue
     check_ties(graph, results, checked.spec, problems)
+    check_positions(graph, results, checked.spec, problems)
     return results
 
 
 @dataclass
 class In:
-    """A node's inputs: their shapes and dtypes."""
+    """A node's inputs: their shapes and dtypes, and its `forward:` arguments (a constant, or
+    the Named shape and dtype of the node it reads)."""
     shapes: list
     dtypes: list
+    forward: dict = field(default_factory=dict)
+
+
+@dataclass
+class Named:
+    shape: tuple
+    dtype: str
 
 
 def infer_node(node: Node, graph: Graph, ins: In, done: dict, checked, problems, depth) -> NodeShape:
@@ -111,7 +123,7 @@ def infer_node(node: Node, graph: Graph, ins: In, done: dict, checked, problems,
             refs = [f"{node.share}.{copy - 1}"] if copy else None
             inner[str(copy)] = _one(target.type, shared.inner[str(copy)].args, current, node, graph,
                                     checked, problems, depth, refs)
-            current = In([inner[str(copy)].output], [inner[str(copy)].dtype])
+            current = In([inner[str(copy)].output], [inner[str(copy)].dtype], ins.forward)
         return NodeShape(current.shapes[0], shared.args, 0, {}, current.dtypes[0], inner=inner)
     if node.repeat == 1 and not node.copies:
         return _one(node.type, node.args, ins, node, graph, checked, problems, depth)
@@ -121,7 +133,7 @@ def infer_node(node: Node, graph: Graph, ins: In, done: dict, checked, problems,
         copy_args = {**node.args, **node.copies[copy]} if node.copies else node.args
         inner[str(copy)] = result = _one(node.type, copy_args, current, node, graph, checked, problems, depth, refs)
         total += result.params
-        current = In([result.output], [result.dtype])
+        current = In([result.output], [result.dtype], ins.forward)
     return NodeShape(current.shapes[0], result.args, total, {}, current.dtypes[0], inner=inner)
 
 
@@ -198,9 +210,25 @@ def _is_sequence(type_name) -> bool:
     return entry is not None and entry.call == "sequential"
 
 
+def _by_position(entry, ins: In) -> tuple[list, list, dict]:
+    """The inputs as the layer's forward takes them: `in:` first, then each `forward:` tensor at its
+    parameter's place (None where nothing is given); and the `forward:` constants by name."""
+    shapes, dtypes = list(ins.shapes), list(ins.dtypes)
+    flags = {key: value for key, value in ins.forward.items() if not isinstance(value, Named)}
+    for key, value in ins.forward.items():
+        if isinstance(value, Named):
+            at = entry.forward.index(key)
+            shapes += [None] * (at + 1 - len(shapes))
+            dtypes += [None] * (at + 1 - len(dtypes))
+            shapes[at], dtypes[at] = value.shape, value.dtype
+    return shapes, dtypes, flags
+
+
 def _rule(type_name, args, ins: In) -> NodeShape:
     entry = registry.lookup(type_name)
-    inputs, dtypes = ins.shapes, ins.dtypes
+    inputs, dtypes, flags = _by_position(entry, ins) if ins.forward else (ins.shapes, ins.dtypes, {})
+    if flags or ins.forward and (entry.kind == "user" or not has_rule(type_name)):
+        return _forward_rule(entry, type_name, args, inputs, dtypes, ins)
     if entry is not None and entry.kind == "user":
         if entry.shape_rule is not None:
             output = entry.shape_rule(dict(args), inputs)
@@ -212,6 +240,19 @@ def _rule(type_name, args, ins: In) -> NodeShape:
         found = infer(type_name, args, inputs, dtypes)
     else:   # a torch.nn layer no rule covers yet: ask torch on the meta device
         found = infer_on_meta(_torch_factory(entry), args, inputs, dtypes)
+    return NodeShape(found.output, found.args, found.params, found.param_shapes, found.dtype)
+
+
+def _forward_rule(entry, type_name, args, inputs, dtypes, ins: In) -> NodeShape:
+    """A layer called with `forward:` arguments: a rule that reads them (MultiheadAttention's
+    need_weights, attn_mask...), or else torch's answer on the meta device."""
+    kwargs = {key: value for key, value in ins.forward.items() if not isinstance(value, Named)}
+    if entry.kind != "user" and has_rule(type_name):
+        found = infer(type_name, args, inputs, dtypes, forward=kwargs)
+    else:
+        factory = entry.factory if entry.kind == "user" else _torch_factory(entry)
+        tensors = {key: (value.shape, value.dtype) for key, value in ins.forward.items() if isinstance(value, Named)}
+        found = infer_on_meta(factory, args, ins.shapes, ins.dtypes, forward=kwargs, tensors=tensors)
     return NodeShape(found.output, found.args, found.params, found.param_shapes, found.dtype)
 
 

@@ -112,8 +112,32 @@ def node_problems(graph, graphs, spec) -> list[Problem]:
         if node.repeat > 1 and (least, most) != (1, 1):
             problems.append(spec.problem("`repeat:` chains copies, so the layer must take one input",
                                          node.path + ("repeat",), node=node.name))
+        if node.forward:
+            problems += _forward_problems(node, graphs, spec)
         problems += nested_problems(node.args, node.path, node.name, spec, graphs.blocks, node.type)
         problems += relation_problems(node.type, node.args, node.path, node.name, spec)
+    return problems
+
+
+def _forward_problems(node, graphs, spec) -> list[Problem]:
+    """`forward:` names parameters of the layer's forward that `in:` does not give already."""
+    entry = registry.lookup(node.type)
+    if node.type in graphs.blocks or entry is None or entry.call not in ("module", "user"):
+        what = "a block" if node.type in graphs.blocks else f"a {entry.call}" if entry else "unknown"
+        return [spec.problem(f"`forward:` passes arguments to a layer's forward call, and {node.type} is {what}",
+                             node.path + ("forward",), node=node.name,
+                             hint="give a tensor function's arguments as the layer's own keys"
+                             if entry is not None and not entry.makes_module else "drop `forward:`")]
+    problems = []
+    for key in node.forward:
+        if entry.forward and key not in entry.forward:
+            problems.append(spec.problem(f"{node.type}'s forward has no parameter {key!r}", node.path + ("forward", key),
+                                         node=node.name, hint=did_you_mean(key, entry.forward)
+                                         or "it takes: " + ", ".join(entry.forward)))
+        elif key in entry.forward[:len(node.inputs)]:
+            problems.append(spec.problem(f"{key!r} is given by `in:` already (its input {entry.forward.index(key)})",
+                                         node.path + ("forward", key), node=node.name,
+                                         hint="give it once: in `in:` or in `forward:`"))
     return problems
 
 

@@ -35,6 +35,11 @@ LAYER_KEYS = {
                               "each copy's own arguments."},
     "when": {"anyOf": [{"type": "boolean"}, {"$ref": "#/$defs/variable"}],
              "description": "Leave the layer out when false; a reference to it then reads its (first) input."},
+    "forward": {"type": "object", "propertyNames": {"$ref": "#/$defs/identifier"}, "minProperties": 1,
+                "additionalProperties": {"anyOf": [{"type": ["boolean", "number", "null"]}, {"$ref": "#/$defs/ref"},
+                                                   {"$ref": "#/$defs/variable"}]},
+                "description": "Arguments of the layer's forward call: a flag (need_weights: false) or "
+                               "the node whose tensor it takes (attn_mask: mask)."},
     "tie": {"type": "object", "propertyNames": {"$ref": "#/$defs/identifier"}, "minProperties": 1,
             "additionalProperties": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)+$"},
             "description": "Make a parameter of this layer the same tensor as another layer's: "
