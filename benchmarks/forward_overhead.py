@@ -1,8 +1,9 @@
 """Forward cost of a compiled spec over the equivalent hand-written module.
 
-For fnn, cnn, lstm and transformer at batch 1 and 64, times both modules'
-forward passes (eval mode, no grad, the same weights) interleaved over many
-rounds and prints the median time ratio built / hand-written.  DESIGN's target
+For fnn, cnn, lstm, transformer, resnet18 (against torchvision's, at 64 x 64) and
+gpt (against a hand-written nanoGPT, tests/nanogpt.py) at batch 1 and 64, times
+both modules' forward passes (eval mode, no grad, the same weights) interleaved
+over many rounds and prints the median time ratio built / hand-written.  DESIGN's target
 is ~1.00; the acceptance bar is at most 1.05.  Run from the repository root:
 
     .venv/bin/python benchmarks/forward_overhead.py [--rounds 30]
@@ -16,10 +17,12 @@ import time
 from pathlib import Path
 
 import torch
+import torchvision
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from guide_modules import CNN, FNN, LSTM, Transformer  # noqa: E402
+from nanogpt import GPT  # noqa: E402
 
 from specbuild import build_model  # noqa: E402
 
@@ -29,7 +32,10 @@ CASES = {
     "cnn": (lambda: CNN(), {}, (1, 28, 28)),
     "lstm": (lambda: LSTM(1, 50, 1), {"seq_len": 50}, (50, 1)),
     "transformer": (lambda: Transformer(512, 8, 6), {"seq_len": 16}, (16, 512)),
+    "resnet18": (lambda: torchvision.models.resnet18(weights=None), {"image_size": 64}, (3, 64, 64)),
+    "gpt": (lambda: GPT(), {}, (32,)),
 }
+TOKENS = {"gpt": 64}     # an integer input: token ids below the vocabulary size
 
 
 def per_call(module, x, calls: int) -> float:
@@ -51,7 +57,7 @@ def measure(name: str, batch: int, rounds: int) -> tuple[float, float, float]:
     hand = make().eval()
     built = build_model(ROOT / "specs" / f"{name}.yaml", overrides=overrides).eval()
     built.load_state_dict(hand.state_dict(), strict=True)
-    x = torch.randn((batch,) + sample)
+    x = (torch.randint(0, TOKENS[name], (batch,) + sample) if name in TOKENS else torch.randn((batch,) + sample))
     ratios, built_times, hand_times = [], [], []
     with torch.no_grad():
         torch.testing.assert_close(built(x), hand(x))
@@ -74,12 +80,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--limit", type=float, default=1.05, help="the ratio a case must not exceed")
+    parser.add_argument("--models", nargs="+", choices=list(CASES), default=list(CASES), help="which models (all)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)   # one thread: timings on a shared, noisy machine stay comparable
     print(f"torch {torch.__version__}, 1 thread, median of {args.rounds} interleaved rounds")
     print(f"{'model':12} {'batch':>5} {'built us':>10} {'hand us':>10} {'ratio':>7}")
     worst = 0.0
-    for name in CASES:
+    for name in args.models:
         for batch in (1, 64):
             ratio, b, h = measure(name, batch, args.rounds)
             worst = max(worst, ratio)

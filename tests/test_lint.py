@@ -284,3 +284,33 @@ def test_one_warning_does_not_hide_the_others_nor_shape_errors(tmp_path):
         validate(write_text(tmp_path, text.replace("out_features: 3}", "in_features: 7, out_features: 3}"), "bad.yaml"))
     assert "in_features is 7 but its input has 20 features" in caught.value.message
     assert [p.severity for p in caught.value.problems] == ["error", "warning"]
+
+
+IN_PLACE = """\
+specbuild: 1
+name: m
+inputs:
+  x: [4]
+layers:
+  - {name: fc, type: Linear, out_features: 4}
+  - {name: act, type: ReLU, inplace: true, in: SOURCE}
+  - {name: sum, type: add, in: [fc, act]}
+outputs: OUTPUTS
+"""
+
+
+def test_in_place_on_a_tensor_read_elsewhere_warns(tmp_path, run):
+    text = IN_PLACE.replace("SOURCE", "fc").replace("OUTPUTS", "sum")
+    _assert_cli_warns(run, write_text(tmp_path, text), line_of(text, "inplace"),
+                      "ReLU 'act' overwrites its input 'fc' in place, and 'sum' reads it too")
+
+
+def test_in_place_on_the_callers_tensor_warns(tmp_path, run):
+    text = HEAD + "inputs:\n  x: [4]\nlayers:\n  - {name: act, type: ReLU, inplace: true}\n"
+    _assert_cli_warns(run, write_text(tmp_path, text), line_of(text, "inplace"),
+                      "ReLU 'act' overwrites its input 'x' in place, and it is the caller's tensor")
+
+
+def test_in_place_where_nothing_else_reads_is_silent(tmp_path, run):
+    text = IN_PLACE.replace("SOURCE", "fc").replace("in: [fc, act]", "in: [act, act]").replace("OUTPUTS", "sum")
+    _assert_silent(run, write_text(tmp_path, text))

@@ -4,7 +4,8 @@ The guide specbuild grew from makes these mistakes itself, so users copy them:
 probabilities fed to a loss that applies softmax (or sigmoid) again;
 reductions over dim 1 after a layer whose `batch_first` is false, where dim 1
 is the batch and the mean mixes samples; and, more generally, such a layer fed
-straight from an input, whose batch specbuild puts in dim 0.
+straight from an input, whose batch specbuild puts in dim 0.  Also a layer that
+works in place (`inplace: true`) on a tensor that something else reads too.
 """
 from __future__ import annotations
 
@@ -24,7 +25,34 @@ _REDUCTIONS = {"mean", "sum", "amax", "amin"}
 def lint(checked) -> list[Problem]:
     reductions = _batch_axis(checked)
     warned = {p.key[:-1] for p in reductions}      # the reduction nodes already warned about
-    return _double_activation(checked) + reductions + _batch_second(checked, warned)
+    return _double_activation(checked) + reductions + _batch_second(checked, warned) + _in_place(checked)
+
+
+def _in_place(checked) -> list[Problem]:
+    """`inplace: true` overwrites its input: wrong when another node, an output or the caller (a
+    graph input) still reads that tensor.  torchvision puts in-place ReLUs only after layers
+    nothing else reads, as specs/resnet18.yaml does."""
+    problems = []
+    for graph in list(checked.graphs.networks.values()) + list(checked.graphs.blocks.values()):
+        readers: dict = {}
+        for node in graph.nodes.values():
+            for ref in node.reads() + ([node.share] if node.share else []):
+                readers.setdefault(ref, []).append(node.name)
+        outputs = set(graph.output_names())
+        for node in graph.nodes.values():
+            if node.args.get("inplace") is not True or not node.inputs:
+                continue
+            source = node.inputs[0]
+            others = [r for r in readers.get(source, []) if r != node.name]
+            why = (f"{others[0]!r} reads it too" if others else f"it is an output" if source in outputs
+                   else "it is the caller's tensor" if source in graph.inputs and not graph.is_block else None)
+            if why:
+                problems.append(checked.spec.problem(
+                    f"{node.type} {node.name!r} overwrites its input {source!r} in place, and {why}",
+                    node.path + ("inplace",), node=node.name,
+                    hint="drop `inplace: true`, or put the layer where nothing else reads its input",
+                    severity="warning"))
+    return problems
 
 
 def _graph_of(checked, node_name):
