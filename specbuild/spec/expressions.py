@@ -39,6 +39,14 @@ class ExpressionError(ValueError):
         super().__init__(message)
 
 
+class UndefinedName(ExpressionError):
+    """A name the expression reads that no param defines."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"undefined variable {name!r}")
+
+
 def names_in(text: str) -> set[str]:
     """The param names an expression reads (empty when it does not parse: `evaluate` says why)."""
     try:
@@ -91,7 +99,7 @@ class _Evaluator:
         if node.id in CONSTANT_NAMES:
             return CONSTANT_NAMES[node.id]
         if node.id not in self.values:
-            raise ExpressionError(f"undefined variable {node.id!r}", None)
+            raise UndefinedName(node.id)
         return self.values[node.id]
 
     def _unaryop(self, node, depth):

@@ -12,10 +12,9 @@ import json
 import re
 
 from ..errors import Problem, SpecError, did_you_mean
-from .expressions import ExpressionError, evaluate, names_in
+from .expressions import ExpressionError, UndefinedName, evaluate, names_in
 from .loader import load_spec
 
-WHOLE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 WHOLE_EXPRESSION = re.compile(r"^\$\{([^{}]*)\}$")
 ANY = re.compile(r"\$\{([^}]*)\}")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -256,11 +255,11 @@ def _value_of(text: str, path: tuple, whole: str, values: dict, spec, problems: 
         return values[text.strip()]
     try:
         return evaluate(text, values)
+    except UndefinedName as error:
+        problems.append(_undefined(error.name, path, set(values) | set(deferred), spec))
+        return whole
     except ExpressionError as error:
-        if error.message.startswith("undefined variable"):
-            problems.append(_undefined(error.message.split("'")[1], path, set(values) | set(deferred), spec))
-        else:
-            problems.append(spec.problem(f"bad variable {whole!r}: {error.message}", path, hint=error.hint))
+        problems.append(spec.problem(f"bad variable {whole!r}: {error.message}", path, hint=error.hint))
         return whole
 
 
