@@ -22,12 +22,12 @@ from .spec.loader import Spec, load_spec
 from .spec.validate import validate
 
 __version__ = "0.1.0"
-__all__ = ["Problem", "Spec", "SpecError", "build_model", "build_models", "load_spec", "register_layer", "summary",
-           "train", "unregister_layer", "validate"]
+__all__ = ["Problem", "Spec", "SpecError", "build_model", "build_models", "load_spec", "register_layer",
+           "spec_from_module", "summary", "train", "unregister_layer", "validate"]
 
 # public name -> the module defining it, imported on first use (it imports torch)
 _LAZY = {"build_model": "compiler.compile", "build_models": "compiler.compile", "summary": "compiler.summary",
-         "train": "training.trainer"}
+         "train": "training.trainer", "spec_from_module": "export.from_module"}
 
 
 def __getattr__(name):

@@ -27,6 +27,9 @@ for attempt in (1, 2):
     results.setdefault("summary", []).append([type(s).__name__ for s in specbuild.summary(spec)])
     results.setdefault("build_model", []).append(type(specbuild.build_model(spec)).__mro__[1].__name__)
     results.setdefault("build_models", []).append(sorted(specbuild.build_models(spec)))
+    model = specbuild.build_model(spec)
+    results.setdefault("spec_from_module", []).append(
+        len(specbuild.spec_from_module(model, {"x": model.conv1.weight.new_zeros(2, 1, 28, 28)})["layers"]))
     import specbuild.compiler.summary, specbuild.compiler.compile, specbuild.training.trainer   # the submodules too
     with tempfile.TemporaryDirectory() as out:
         run = specbuild.train(spec, data="mnist-sample", epochs=1, limit=32, out=out, download=False, seed=attempt,
@@ -48,16 +51,16 @@ def test_every_public_function_can_be_called_twice():
     assert report["results"] == {"load_spec": ["Spec", "Spec"], "validate": [[], []],
                                  "summary": [["NetworkSummary"], ["NetworkSummary"]],
                                  "build_model": ["GraphModule", "GraphModule"], "build_models": [["cnn"], ["cnn"]],
-                                 "train": [1, 1], "register_layer": [False, False]}
+                                 "train": [1, 1], "register_layer": [False, False], "spec_from_module": [8, 8]}
     assert report["kinds"] == {"Problem": "type", "Spec": "type", "SpecError": "type", "build_model": "function",
                                "build_models": "function", "load_spec": "function", "register_layer": "function",
-                               "summary": "function", "train": "function", "unregister_layer": "function",
-                               "validate": "function"}
+                               "spec_from_module": "function", "summary": "function", "train": "function",
+                               "unregister_layer": "function", "validate": "function"}
 
 
 def test_lazy_names_stay_functions_in_this_process():
     import specbuild.compiler.summary  # noqa: F401  (binds specbuild.compiler.summary, never specbuild.summary)
-    for name in ("build_model", "build_models", "summary", "train"):
+    for name in ("build_model", "build_models", "summary", "train", "spec_from_module"):
         first, second = getattr(specbuild, name), getattr(specbuild, name)
         assert callable(first) and first is second and first.__name__ == name
 

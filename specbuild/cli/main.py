@@ -17,6 +17,7 @@ import sys
 from ..errors import SpecError
 from ..spec.variables import parse_overrides
 from .train import EXIT_CODES, add_train_commands, check_writable, output_error, write_output
+from .imports import add_import_command
 from .weights import add_weights_command
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_commands(sub)
     add_weights_command(sub)
+    add_import_command(sub)
     return parser
 
 

@@ -1,0 +1,92 @@
+"""`specbuild import MODULE.py:Class --input-shape x=3,224,224 -o spec.yaml`: a module as a spec.
+
+The module's file is imported (it is the user's own code, run as Python runs it), the class
+built with `--args` (JSON keyword arguments), traced with example inputs of the given
+shapes, and written as a spec that validates and whose model loads the module's
+state_dict strictly.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import sys
+
+from ..errors import SpecError
+
+EPILOG = ("exit status: 0 written, 1 a problem with the input (a file, a class, a module that cannot become a "
+          "spec: reported, no traceback), 2 usage, 3 a bug in specbuild")
+_SHAPE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=\[?([0-9][0-9, ]*)\]?(?::([a-z0-9]+))?$")
+
+
+def add_import_command(sub) -> None:
+    p = sub.add_parser("import", help="write an nn.Module (MODULE.py:Class) as a spec, traced with torch.fx",
+                       epilog=EPILOG)
+    p.add_argument("source", metavar="MODULE.py:Class", help="a Python file and the nn.Module class in it")
+    p.add_argument("--args", default="{}", metavar="JSON", help="the class's keyword arguments, as a JSON object")
+    p.add_argument("--input-shape", action="append", required=True, metavar="NAME=SHAPE[:DTYPE]",
+                   help="one sample's shape of a forward input (no batch), e.g. x=3,224,224 or ids=16:long")
+    p.add_argument("-o", "--out", metavar="FILE", help="where to write the spec (default: print it)")
+    p.add_argument("--name", help="the spec's name (default: the class's, lower-cased)")
+    p.set_defaults(run=_import)
+
+
+def _import(args) -> int:
+    from ..export.from_module import example_inputs, spec_from_module
+    from ..export.spec_yaml import spec_yaml
+    from ..spec.validate import check
+    from .train import write_output
+    module = _instance(args.source, args.args)
+    shapes = dict(_shape(text) for text in args.input_shape)
+    spec = spec_from_module(module, example_inputs(shapes), name=args.name,
+                            doc=f"Imported by `specbuild import` from {args.source}.")
+    text = spec_yaml(spec)
+    check(text)                                # what it writes validates
+    if args.out:
+        write_output(args.out, text)
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _shape(text: str) -> tuple[str, tuple]:
+    match = _SHAPE.match(text.strip())
+    if not match:
+        raise SpecError(f"--input-shape {text!r}: write NAME=SIZES[:DTYPE]", hint="e.g. x=3,224,224 or ids=16:long")
+    sizes = tuple(int(s) for s in match.group(2).replace(" ", "").split(",") if s)
+    return match.group(1), ((sizes, match.group(3)) if match.group(3) else sizes)
+
+
+def _instance(source: str, arguments: str):
+    path, _, class_name = source.rpartition(":")
+    if not path or not class_name:
+        raise SpecError(f"{source}: write MODULE.py:Class", hint="e.g. models.py:ResNet")
+    if not os.path.isfile(path):
+        raise SpecError(f"{path}: no such file", hint="give the path of the Python file defining the class")
+    try:
+        keywords = json.loads(arguments)
+    except json.JSONDecodeError as error:
+        raise SpecError(f"--args is not JSON: {error.msg}", hint='e.g. --args \'{"width": 64}\'') from None
+    if not isinstance(keywords, dict):
+        raise SpecError("--args must be a JSON object of keyword arguments", hint='e.g. --args \'{"width": 64}\'')
+    folder = os.path.dirname(os.path.abspath(path))
+    sys.path.insert(0, folder)                  # the file's own imports of its neighbours
+    try:
+        spec = importlib.util.spec_from_file_location(f"specbuild_import_{class_name}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module          # inspect finds its source, for errors naming a line
+        spec.loader.exec_module(module)
+        cls = getattr(module, class_name, None)
+        if cls is None:
+            found = [n for n, v in vars(module).items() if isinstance(v, type) and hasattr(v, "forward")]
+            raise SpecError(f"{path} has no class {class_name!r}", hint="its modules: " + (", ".join(found) or "none"))
+        return cls(**keywords)
+    except SpecError:
+        raise
+    except Exception as error:                 # the user's code failed: say where, without our traceback
+        raise SpecError(f"{source}: building it failed: {type(error).__name__}: {error}",
+                        hint="check --args and that the file runs on its own") from None
+    finally:
+        sys.path.remove(folder)
