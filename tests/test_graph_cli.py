@@ -278,13 +278,17 @@ def test_list_layers_functions_and_losses(run):
 def test_list_one_type(run):
     rc, out, _ = run("list", "Conv2d")
     assert rc == 0
-    first, signature = out.splitlines()
+    first, signature, forward = out.splitlines()
     assert first == "Conv2d (module: torch.nn.Conv2d)"
+    assert forward == "  forward(input)"
     arguments = signature.strip().strip("()").split(", ")
     for argument in ("in_channels", "out_channels", "kernel_size", "stride=1", "padding=0", "bias=True"):
         assert argument in arguments, (argument, arguments)
     rc, out, _ = run("list", "relu")
-    assert rc == 0 and out.startswith("relu (function: torch.relu)")
+    assert rc == 0 and out.startswith("relu (function: torch.relu)") and "forward(" not in out
+    rc, out, _ = run("list", "MultiheadAttention")
+    assert out.splitlines()[-1] == ("  forward(query, key, value, key_padding_mask, need_weights, attn_mask, "
+                                    "average_attn_weights, is_causal)")
 
 
 def test_list_a_registered_type(run):

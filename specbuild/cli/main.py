@@ -16,6 +16,7 @@ import sys
 
 from ..errors import SpecError
 from ..spec.variables import parse_overrides
+from .export import add_export_command
 from .train import EXIT_CODES, add_train_commands, check_writable, output_error, write_output
 from .imports import add_import_command
 from .weights import add_weights_command
@@ -113,6 +114,8 @@ def _list(args) -> int:
     if what in types:
         entry = types[what]
         print(f"{what} ({entry.kind}: {entry.target})\n  {_signature(entry.args)}")
+        if entry.forward:        # what `in:` (by position) and `forward:` (by name) may give
+            print(f"  forward({', '.join(entry.forward)})")
         return 0
     kinds = {"layers": ("module", "wrapper", "user"), "functions": ("function",)}.get(what)
     if kinds is None:
@@ -168,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_commands(sub)
     add_weights_command(sub)
+    add_export_command(sub)
     add_import_command(sub)
     return parser
 
