@@ -106,6 +106,13 @@ def test_blocks_with_params_inside_blocks_with_params():
     assert model.w.inner.fc.out_features == 6 and hasattr(model.w.inner, "proj")
 
 
+def test_an_expression_may_mix_block_params_and_the_specs_params():
+    text = STAGE.replace("inputs:\n  x: [8]", "params: {factor: 3}\ninputs:\n  x: [8]").replace(
+        '"${width * scale}"', '"${width * factor}"') + "  - {name: a, type: Res, width: 8, down: true}\n"
+    model = build(text)
+    assert model.a.fc.out_features == model.a.proj.out_features == 24
+
+
 def test_when_false_at_the_top_level_reads_its_input_and_outputs_follow():
     text = """\
 specbuild: 1

@@ -33,7 +33,8 @@ def block_instance(checked, type_name: str, args: dict, node: Node, problems: li
     if key in checked.instances:
         return checked.instances[key]
     found: list[Problem] = []
-    body = instantiate(checked.graphs.bodies[type_name], values, ("blocks", type_name), spec, found)
+    spec_params = checked.data.get("params") if isinstance(checked.data.get("params"), dict) else {}
+    body = instantiate(checked.graphs.bodies[type_name], {**spec_params, **values}, ("blocks", type_name), spec, found)
     if not found:
         found += schema_problems({"blocks": {type_name: body}}, spec, block=type_name)
     graph = block_graph(type_name, body, spec, found) if not found else None
