@@ -9,7 +9,7 @@ BIN = $(VENV)/bin
 
 $(BIN)/specbuild: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,export]'
 	touch $@
 
 demo: $(BIN)/specbuild

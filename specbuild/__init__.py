@@ -14,6 +14,7 @@ importing only the stages below it (docs/architecture.md):
     compiler/   checked spec -> torch.fx GraphModule; summary; pictures
     data/       data sets as preloaded tensors
     training/   the loops, objectives, optimizers, metrics, checkpoints, predict
+    export/     a model as a Python file, pt2, ONNX or TorchScript; a module as a spec
     cli/        the `specbuild` command
 """
 from .errors import Problem, SpecError
@@ -22,12 +23,12 @@ from .spec.loader import Spec, load_spec
 from .spec.validate import validate
 
 __version__ = "0.1.0"
-__all__ = ["Problem", "Spec", "SpecError", "build_model", "build_models", "load_spec", "register_layer",
+__all__ = ["Problem", "Spec", "SpecError", "build_model", "build_models", "export_model", "load_spec", "register_layer",
            "spec_from_module", "summary", "train", "unregister_layer", "validate"]
 
 # public name -> the module defining it, imported on first use (it imports torch)
 _LAZY = {"build_model": "compiler.compile", "build_models": "compiler.compile", "summary": "compiler.summary",
-         "train": "training.trainer", "spec_from_module": "export.from_module"}
+         "train": "training.trainer", "spec_from_module": "export.from_module", "export_model": "export.formats"}
 
 
 def __getattr__(name):

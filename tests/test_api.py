@@ -1,8 +1,9 @@
 """The public API holds up when used twice, and refuses a dict that is no tree of plain data.
 
-`build_model`, `build_models`, `summary` and `train` are imported on first use by the caching
-`__getattr__` of specbuild/__init__.py; a second call must find the function again, not a
-submodule bound under the same name.  A fresh interpreter sees the lazy path as a user does.
+`build_model`, `build_models`, `summary`, `train`, `export_model` and `spec_from_module` are
+imported on first use by the caching `__getattr__` of specbuild/__init__.py; a second call must
+find the function again, not a submodule bound under the same name.  A fresh interpreter sees
+the lazy path as a user does.
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ for attempt in (1, 2):
     results.setdefault("spec_from_module", []).append(
         len(specbuild.spec_from_module(model, {"x": model.conv1.weight.new_zeros(2, 1, 28, 28)})["layers"]))
     import specbuild.compiler.summary, specbuild.compiler.compile, specbuild.training.trainer   # the submodules too
+    import specbuild.export.formats   # binds specbuild.export, the package, never export_model
+    with tempfile.TemporaryDirectory() as out:
+        results.setdefault("export_model", []).append(specbuild.export_model(spec, "pt2", out + "/m.pt2").name)
     with tempfile.TemporaryDirectory() as out:
         run = specbuild.train(spec, data="mnist-sample", epochs=1, limit=32, out=out, download=False, seed=attempt,
                               progress=None)
@@ -51,16 +55,18 @@ def test_every_public_function_can_be_called_twice():
     assert report["results"] == {"load_spec": ["Spec", "Spec"], "validate": [[], []],
                                  "summary": [["NetworkSummary"], ["NetworkSummary"]],
                                  "build_model": ["GraphModule", "GraphModule"], "build_models": [["cnn"], ["cnn"]],
-                                 "train": [1, 1], "register_layer": [False, False], "spec_from_module": [8, 8]}
+                                 "train": [1, 1], "register_layer": [False, False], "spec_from_module": [8, 8],
+                                 "export_model": ["m.pt2", "m.pt2"]}
     assert report["kinds"] == {"Problem": "type", "Spec": "type", "SpecError": "type", "build_model": "function",
-                               "build_models": "function", "load_spec": "function", "register_layer": "function",
+                               "build_models": "function", "export_model": "function", "load_spec": "function",
+                               "register_layer": "function",
                                "spec_from_module": "function", "summary": "function", "train": "function",
                                "unregister_layer": "function", "validate": "function"}
 
 
 def test_lazy_names_stay_functions_in_this_process():
     import specbuild.compiler.summary  # noqa: F401  (binds specbuild.compiler.summary, never specbuild.summary)
-    for name in ("build_model", "build_models", "summary", "train", "spec_from_module"):
+    for name in ("build_model", "build_models", "summary", "train", "spec_from_module", "export_model"):
         first, second = getattr(specbuild, name), getattr(specbuild, name)
         assert callable(first) and first is second and first.__name__ == name
 

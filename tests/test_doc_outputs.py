@@ -37,6 +37,8 @@ EXPECTED = {
     ("training.md", "specbuild train specs/embedding.yaml --out runs/embedding"): 0,
     ("training.md", "python make_seqs.py"): 0,
     ("training.md", "specbuild train tagger.yaml --out runs/tagger"): 0,
+    ("export.md", "specbuild export specs/cnn.yaml --to onnx"): 0,
+    ("export.md", "python run_onnx.py"): 0,
     ("import.md", "specbuild import mlp.py:Net --input-shape x=1,28,28"): 0,
 }
 

@@ -34,13 +34,7 @@ _KINDS = "a .pt, .pth or .bin file (torch.save of a state_dict), or a .safetenso
 def read_state_dict(path, *, network: str | None = None) -> dict[str, torch.Tensor]:
     """The tensors a weights file holds, by name (a SpecError for anything else).  For a
     specbuild checkpoint of several networks (a GAN's), `network` names the one to take."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise SpecError("no weights file here", file=path, hint="check the path")
-    if os.path.isdir(path):
-        raise SpecError("this is a folder, not a weights file", file=path, hint=f"give the file inside it: {_KINDS}")
-    if not os.path.isfile(path):
-        raise SpecError("this is not a regular file", file=path, hint=f"give {_KINDS}")
+    path = _existing_file(path)
     suffix = os.path.splitext(path)[1].lower()
     if suffix == SAFETENSORS_SUFFIX:
         data = _read_safetensors(path)
@@ -52,6 +46,35 @@ def read_state_dict(path, *, network: str | None = None) -> dict[str, torch.Tens
     if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
         data = _checkpoint_weights(data, path, network)
     return _tensors_only(data, path)
+
+
+def read_checkpoint(path) -> dict:
+    """The whole payload of a specbuild checkpoint ("spec", "model", ...), read weights-only as
+    read_state_dict reads; a SpecError for a file that is not one.  checkpoint_state_dict takes
+    its weights."""
+    path = _existing_file(path)
+    data = _read_torch(path)
+    if not (isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT and isinstance(data.get("spec"), dict)):
+        what = "a state_dict" if isinstance(data, dict) else f"a {type(data).__name__}"
+        raise SpecError(f"this file is not a specbuild checkpoint (it holds {what}, without a spec)", file=path,
+                        hint="give a checkpoint written by `specbuild train`, or the spec itself")
+    return data
+
+
+def checkpoint_state_dict(data: dict, path, network: str | None = None) -> dict[str, torch.Tensor]:
+    """The model weights of a checkpoint's payload (read_checkpoint), one network's of several."""
+    return _tensors_only(_checkpoint_weights(data, os.fspath(path), network), os.fspath(path))
+
+
+def _existing_file(path) -> str:
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise SpecError("no weights file here", file=path, hint="check the path")
+    if os.path.isdir(path):
+        raise SpecError("this is a folder, not a weights file", file=path, hint=f"give the file inside it: {_KINDS}")
+    if not os.path.isfile(path):
+        raise SpecError("this is not a regular file", file=path, hint=f"give {_KINDS}")
+    return path
 
 
 def _read_safetensors(path: str) -> dict:
