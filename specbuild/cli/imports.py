@@ -3,7 +3,8 @@
 The module's file is imported (it is the user's own code, run as Python runs it), the class
 built with `--args` (JSON keyword arguments), traced with example inputs of the given
 shapes, and written as a spec that validates and whose model loads the module's
-state_dict strictly.
+state_dict strictly.  `specbuild import model.pt2` reads an ExportedProgram instead
+(export/from_exported.py): it knows its inputs' shapes, so no --input-shape.
 """
 from __future__ import annotations
 
@@ -21,26 +22,38 @@ _SHAPE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=\[?([0-9][0-9, ]*)\]?(?::([a-z0-
 
 
 def add_import_command(sub) -> None:
-    p = sub.add_parser("import", help="write an nn.Module (MODULE.py:Class) as a spec, traced with torch.fx",
-                       epilog=EPILOG)
-    p.add_argument("source", metavar="MODULE.py:Class", help="a Python file and the nn.Module class in it")
+    p = sub.add_parser("import", help="write an nn.Module (MODULE.py:Class, traced with torch.fx) or an "
+                       "ExportedProgram (FILE.pt2) as a spec", epilog=EPILOG)
+    p.add_argument("source", metavar="MODULE.py:Class|FILE.pt2",
+                   help="a Python file and the nn.Module class in it, or a file written by torch.export.save")
     p.add_argument("--args", default="{}", metavar="JSON", help="the class's keyword arguments, as a JSON object")
-    p.add_argument("--input-shape", action="append", required=True, metavar="NAME=SHAPE[:DTYPE]",
-                   help="one sample's shape of a forward input (no batch), e.g. x=3,224,224 or ids=16:long")
+    p.add_argument("--input-shape", action="append", metavar="NAME=SHAPE[:DTYPE]",
+                   help="one sample's shape of a forward input (no batch), e.g. x=3,224,224 or ids=16:long; "
+                   "required for MODULE.py:Class, not taken for a .pt2 (it records its inputs)")
     p.add_argument("-o", "--out", metavar="FILE", help="where to write the spec (default: print it)")
     p.add_argument("--name", help="the spec's name (default: the class's, lower-cased)")
-    p.set_defaults(run=_import)
+    p.set_defaults(run=_import, import_parser=p)
 
 
 def _import(args) -> int:
-    from ..export.from_module import example_inputs, spec_from_module
     from ..export.spec_yaml import spec_yaml
     from ..spec.validate import check
     from .train import write_output
-    module = _instance(args.source, args.args)
-    shapes = dict(_shape(text) for text in args.input_shape)
-    spec = spec_from_module(module, example_inputs(shapes), name=args.name,
-                            doc=f"Imported by `specbuild import` from {args.source}.")
+    doc = f"Imported by `specbuild import` from {args.source}."
+    if args.source.endswith(".pt2"):
+        from ..export.from_exported import spec_from_exported
+        if args.input_shape or args.args != "{}":
+            args.import_parser.error("a .pt2 program records its inputs and was built already: "
+                                     "--input-shape and --args are for MODULE.py:Class")
+        spec = spec_from_exported(args.source, name=args.name, doc=doc)
+    else:
+        from ..export.from_module import example_inputs, spec_from_module
+        if not args.input_shape:
+            args.import_parser.error(f"the following arguments are required for {args.source}: --input-shape "
+                                     "(e.g. --input-shape x=3,224,224); only a .pt2 source goes without")
+        module = _instance(args.source, args.args)
+        shapes = dict(_shape(text) for text in args.input_shape)
+        spec = spec_from_module(module, example_inputs(shapes), name=args.name, doc=doc)
     text = spec_yaml(spec)
     check(text)                                # what it writes validates
     if args.out:

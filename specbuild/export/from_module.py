@@ -27,13 +27,13 @@ def spec_from_module(module: nn.Module, example_inputs, *, name: str | None = No
     body = reader.body_of(module, type(module).__name__)
     inputs = _inputs(body["inputs"], example_inputs)
     blocks, layers = merge_blocks(reader.uses, body["layers"])
-    spec = {"specbuild": 1, "name": _identifier(name or type(module).__name__.lower())}
+    spec = {"specbuild": 1, "name": identifier(name or type(module).__name__.lower())}
     if doc:
         spec["doc"] = doc
     spec["inputs"] = inputs
     if blocks:
         spec["blocks"] = blocks
-    spec["layers"] = _tidy(layers, list(inputs))
+    spec["layers"] = chain_by_default(layers, list(inputs))
     _tie(spec["layers"], module)
     if body["outputs"] != layers[-1]["name"]:
         spec["outputs"] = body["outputs"]
@@ -58,7 +58,7 @@ class _Importer:
 
     def block(self, module: nn.Module, where: str) -> dict:
         body = self.body_of(module, where)
-        use = BlockUse(len(self.uses), _identifier(type(module).__name__), body)
+        use = BlockUse(len(self.uses), identifier(type(module).__name__), body)
         self.uses.append(use)
         entry = {"type": use}
         if isinstance(body["outputs"], (list, dict)):
@@ -89,7 +89,7 @@ def _inputs(names: list, example) -> dict:
     return out
 
 
-def _tidy(layers: list, inputs: list) -> list:
+def chain_by_default(layers: list, inputs: list) -> list:
     """Leave out `in:` where it reads the layer above (or the only input, for the first layer)."""
     previous = inputs[0] if len(inputs) == 1 else None
     for layer in layers:
@@ -115,7 +115,7 @@ def _tie(layers: list, module: nn.Module) -> None:
                             hint="only a top-level layer's parameter can be tied in an imported spec")
 
 
-def _identifier(text: str) -> str:
+def identifier(text: str) -> str:
     out = "".join(c if c.isalnum() or c == "_" else "_" for c in text)
     return out if out and not out[0].isdigit() else "_" + out
 
