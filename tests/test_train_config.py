@@ -95,3 +95,11 @@ def test_each_bad_value_is_reported_at_its_line(text, message):
 def test_a_gan_whose_networks_are_named_validates_and_reads_them():
     config = check(GAN + "  discriminator: critic\n").train
     assert config.is_gan and (config.generator, config.discriminator) == ("generator", "critic")
+
+
+def test_checkpoint_every_is_a_positive_step_count():
+    assert check(HEAD + "  checkpoint_every: 50\n").train.checkpoint_every == 50
+    assert check(HEAD + "  epochs: 1\n").train.checkpoint_every is None
+    with pytest.raises(SpecError) as caught:
+        check(HEAD + "  checkpoint_every: 0\n")
+    assert caught.value.problems[0].path == "train.checkpoint_every"

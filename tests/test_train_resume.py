@@ -313,3 +313,47 @@ def test_ctrl_c_pauses_at_a_step_keeps_last_pt_and_exits_130(tmp_path, capsys):
     assert load_checkpoint(out / "last.pt")["epoch"] == done + 1
     rows = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows == list(range(1, done + 2))
+
+
+# --- step checkpoints: killed mid-epoch, resumed from the exact next batch ----------------------
+
+STEP_SPEC = KILL_SPEC.replace("  epochs: 10", "  epochs: 2\n  checkpoint_every: 3")
+
+
+def test_checkpoint_every_writes_the_position_and_resume_continues_from_the_next_batch(tmp_path, capsys):
+    """Killed (SIGKILL) at random steps with train.checkpoint_every set, resumed each time: the run
+    ends with weights, optimizer state and history bitwise those of a run never killed."""
+    spec = tmp_path / "steps.yaml"
+    spec.write_text(STEP_SPEC)
+    out = tmp_path / "run"
+    fresh = ["train", spec, "--limit", KILL_LIMIT, "--out", out, "--no-download"]
+    resume = ["train", spec, "--resume", out, "--limit", KILL_LIMIT, "--no-download"]
+    rc, text = run_cli(capsys, "train", spec, "--limit", KILL_LIMIT, "--out", tmp_path / "unbroken", "--no-download")
+    assert rc == 0, text
+    unbroken = load_checkpoint(tmp_path / "unbroken" / "last.pt")
+    steps_per_epoch = unbroken["step"] // 2
+    assert steps_per_epoch > 6
+
+    rng = random.Random(int(time.time()))
+    positions = []
+    for attempt, args in enumerate([fresh] + [resume] * 3):
+        log = tmp_path / f"log{attempt}.txt"
+        proc = start(args, log)
+        before = mtime(out / "last.pt")
+        for _ in range(rng.randint(1, 3)):         # let one to three step checkpoints land, then kill
+            if not wait_until(lambda: mtime(out / "last.pt") != before, proc, "a step checkpoint"):
+                break
+            before = mtime(out / "last.pt")
+        time.sleep(rng.uniform(0.0, 0.05))
+        kill(proc)
+        state = load_checkpoint(out / "last.pt")
+        positions.append((state["epoch"], (state.get("position") or {}).get("batch"), state["step"]))
+    note(f"checkpoint positions after each kill (epoch, batch, step): {positions}")
+    assert any(batch for _, batch, _ in positions), "no kill landed mid-epoch"
+    assert all(step % 3 == 0 or batch is None for _, batch, step in positions)
+
+    log = tmp_path / "final.txt"
+    proc = start(resume, log) if load_checkpoint(out / "last.pt")["epoch"] < 2 else None
+    if proc is not None:
+        assert proc.wait(timeout=DEADLINE_S) == 0, log.read_text()
+    assert_same_run(unbroken, load_checkpoint(out / "last.pt"))

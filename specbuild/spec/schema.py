@@ -173,6 +173,8 @@ def _train_defs() -> dict:
             "clip_grad_norm": {"type": "number", "minimum": 0,
                                "description": "Clip the gradients' norm to this value; 0: no clipping."},
             "seed": integer,
+            "checkpoint_every": dict(positive, description="Also write last.pt every this many optimizer steps, "
+                                     "with the position in the epoch, so a killed run resumes from the next batch."),
             "device": {"enum": ["auto", "cpu", "cuda", "mps"]},
             "generator": {"$ref": "#/$defs/identifier"},
             "discriminator": {"$ref": "#/$defs/identifier"},

@@ -57,6 +57,7 @@ class TrainConfig:
     patience: int | None = None         # early stopping
     min_delta: float = 0.0
     clip_grad_norm: float | None = None
+    checkpoint_every: int | None = None  # steps between mid-epoch checkpoints (last.pt); None: epoch ends only
     seed: int = 0
     device: str = "auto"
     generator: str = "generator"
@@ -93,7 +94,8 @@ def parse_train(train, graphs, spec, problems: list[Problem]) -> TrainConfig:
         epochs=int(train.get("epochs", DEFAULT_EPOCHS)), metrics=tuple(train.get("metrics") or ()),
         monitor=train.get("monitor"), patience=stopping.get("patience"),
         min_delta=float(stopping.get("min_delta", 0.0)), clip_grad_norm=train.get("clip_grad_norm"),
-        seed=int(train.get("seed", 0)), device=train.get("device", "auto"),
+        checkpoint_every=train.get("checkpoint_every"), seed=int(train.get("seed", 0)),
+        device=train.get("device", "auto"),
         generator=train.get("generator", "generator"), discriminator=train.get("discriminator", "discriminator"),
         latent_dim=train.get("latent_dim"))
     for role in GAN_ROLES:

@@ -238,7 +238,8 @@ class Session:
         batch.  A run paused inside this epoch gets the same data order back (the shuffle
         state at the epoch's start) and continues after the batches it had done.  Between
         steps, a stop request pauses the run with `sums` (the loop's running sums, updated
-        in place) saved in its position."""
+        in place) saved in its position; every `train.checkpoint_every` steps, last.pt records the
+        same position, so a run killed mid-epoch resumes from the exact next batch."""
         first = 0
         if self.position is not None and self.position["epoch"] == epoch:
             first = int(self.position["batch"])
@@ -247,10 +248,14 @@ class Session:
         epoch_rng = self.shuffle_rng.get_state()
         all_batches = data.batches(batch_size, shuffle=shuffle, generator=self.shuffle_rng,
                                    rank=self.dist.rank, world_size=self.dist.world_size)
+        every, total = self.config.checkpoint_every, data.num_batches(batch_size, world_size=self.dist.world_size)
         for i, batch in enumerate(itertools.islice(all_batches, first, None), start=first):
-            yield i, batch
+            yield i, batch                # ... and the loop takes its step
             if self._stops is not None and self._stops.requested:
                 raise _Paused({"epoch": epoch, "batch": i + 1, "shuffle_rng": epoch_rng, "sums": dict(sums)})
+            if every and self.step % every == 0 and i + 1 < total:     # the epoch's end saves anyway
+                self.folder.save(self.payload(epoch, position={"epoch": epoch, "batch": i + 1,
+                                                               "shuffle_rng": epoch_rng, "sums": dict(sums)}))
 
     # -- the epoch loop ------------------------------------------------------
     def run(self, loop) -> None:
