@@ -370,13 +370,14 @@ def test_ranks_share_the_data_once(n, batch, world, seed):
                                                           {len(per_rank[0])})
     seen = [i for batches in per_rank for _, t in batches for i in t["label"].tolist()]
     assert sorted(seen) == list(range(n))
-    assert all(len(t["label"]) <= batch for batches in per_rank for _, t in batches)
+    assert all(len(t["label"]) <= -(-batch // world) for batches in per_rank for _, t in batches)
+    assert data.num_batches(batch, world_size=world) == -(-n // batch)     # the global batch is `batch`
 
 
 def test_two_ranks_split_each_global_batch():
     data = numbered(8)
-    r0 = [t["label"].tolist() for _, t in data.batches(2, shuffle=False, rank=0, world_size=2)]
-    r1 = [t["label"].tolist() for _, t in data.batches(2, shuffle=False, rank=1, world_size=2)]
+    r0 = [t["label"].tolist() for _, t in data.batches(4, shuffle=False, rank=0, world_size=2)]
+    r1 = [t["label"].tolist() for _, t in data.batches(4, shuffle=False, rank=1, world_size=2)]
     assert r0 == [[0, 1], [4, 5]] and r1 == [[2, 3], [6, 7]]
 
 

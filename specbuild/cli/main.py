@@ -178,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv             # as given: `train --nproc` hands it on to its workers
     try:
         return args.run(args)
     except SpecError as error:

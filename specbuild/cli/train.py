@@ -5,6 +5,7 @@ train.epochs=3`), so the run folder's resolved spec records what actually ran.
 """
 from __future__ import annotations
 
+import argparse
 import errno
 import json
 import math
@@ -25,6 +26,7 @@ OPTION_RULES = {
              f"a seed is a whole number from {SEED_RANGE[0]} to {SEED_RANGE[1]} (torch.manual_seed's range)",
              "--seed 0"),
     "limit": (lambda v: v >= 1, "it takes at least 1 sample of each split", "--limit 1000"),
+    "nproc": (lambda v: 1 <= v <= 1024, "a run takes 1 to 1,024 worker processes", "--nproc 2"),
 }
 EXIT_CODES = ("exit status: 0 done, 1 a problem with the input (a spec, a file, an option's value: "
               "reported, no traceback), 2 usage, 3 a bug in specbuild")
@@ -48,6 +50,14 @@ def add_train_commands(sub) -> None:
                                                         "checkpoint), not fresh ones; every tensor must fit")
     p.add_argument("--limit", type=int, help="use only the first N samples of each split (quick checks)")
     p.add_argument("--no-download", action="store_true", help="never download a data set")
+    p.add_argument("--nproc", type=int, metavar="N", help="train with N worker processes on this machine "
+                   "(torch.distributed: gloo on the CPU, nccl on CUDA); the spec's batch size is the global one")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                   help="the training step's autocast: bf16, or fp16 with loss scaling (weights stay fp32)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model the training step calls")
+    p.add_argument("--fast-step", action=argparse.BooleanOptionalAction, default=None,
+                   help="compile the step with CUDA graphs (mode reduce-overhead): small models on CUDA only")
     p.set_defaults(run=_train)
 
     p = sub.add_parser("evaluate", help="loss and metrics of a checkpoint on held-out data", epilog=EXIT_CODES)
@@ -119,7 +129,15 @@ def _train(args) -> int:
     if args.spec is None and args.resume is None:
         raise SpecError("train needs a spec, or --resume with a checkpoint or run folder",
                         hint="e.g. specbuild train specs/cnn.yaml, or specbuild train --resume runs/cnn-...")
-    check_options(args, ("epochs", "batch_size", "lr", "seed", "limit"))
+    check_options(args, ("epochs", "batch_size", "lr", "seed", "limit", "nproc"))
+    if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from .launch import launch
+        if args.spec is not None:          # what the workers would refuse, said once, before they start
+            from ..spec.validate import check
+            from ..training.distributed import refuse_unsupported
+            from ..spec.variables import parse_overrides
+            refuse_unsupported(check(args.spec, overrides=parse_overrides(args.set)))
+        return launch(args.nproc, args.argv, args.out or args.resume)
     from ..spec.variables import parse_overrides
     from ..training.trainer import TrainingStopped, train
     overrides = parse_overrides(args.set)
@@ -127,10 +145,13 @@ def _train(args) -> int:
         run = train(args.spec, data=args.data, data_root=args.data_root, epochs=args.epochs,
                     batch_size=args.batch_size, lr=args.lr, overrides=overrides, device=args.device,
                     seed=args.seed, out=args.out, resume=args.resume, limit=args.limit,
-                    download=not args.no_download, init_from=args.init_from)
+                    download=not args.no_download, init_from=args.init_from, precision=args.precision,
+                    compile=args.compile, fast_step=args.fast_step)
     except TrainingStopped as stop:
         print(f"specbuild: {stop}", file=sys.stderr)
         return stop.exit_code
+    if os.environ.get("RANK", "0") != "0":        # a worker of several: rank 0 reports
+        return 0
     final = run.history[-1] if run.history else {}
     shown = {k: v for k, v in final.items() if isinstance(v, float) and k not in ("lr", "seconds", "train_seconds")}
     print(f"run folder: {run.run_dir}")

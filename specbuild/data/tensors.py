@@ -40,17 +40,17 @@ class TensorData:
 
     def num_batches(self, batch_size: int, *, world_size: int = 1, drop_last: bool = False) -> int:
         """How many batches `batches` yields per epoch (on every rank)."""
-        step = batch_size * world_size
-        return len(self) // step if drop_last else math.ceil(len(self) / step)
+        return len(self) // batch_size if drop_last else math.ceil(len(self) / batch_size)
 
     def batches(self, batch_size: int, *, shuffle: bool, generator=None, rank: int = 0,
                 world_size: int = 1, drop_last: bool = False):
         """Yield (inputs, targets) batches sliced from the preloaded tensors.
 
         One permutation per epoch, applied once to whole tensors, then
-        contiguous slices: no per-sample Python.  With world_size > 1 a global
-        batch holds batch_size * world_size samples and each rank takes its
-        own share; every rank must pass a generator seeded alike (e.g. seed +
+        contiguous slices: no per-sample Python.  `batch_size` is the global
+        batch: with world_size > 1 each rank takes its own share of it (as
+        even as the count allows), so N ranks train on what one process would
+        train on; every rank must pass a generator seeded alike (e.g. seed +
         epoch) so all see the same permutation and together cover the data
         once.  Every rank yields the same number of batches (DDP needs equal
         steps); a short last global batch is shared out as evenly as possible,
@@ -64,7 +64,7 @@ class TensorData:
         if shuffle:
             perm = torch.randperm(len(self), generator=generator)
             data = self.select(perm.to(self.inputs[0].device) if self.inputs else perm)
-        step = batch_size * world_size
+        step = batch_size
         for start in range(0, len(data), step):
             count = min(step, len(data) - start)
             if drop_last and count < step:

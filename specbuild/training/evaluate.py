@@ -14,7 +14,8 @@ from ..spec.validate import check
 from .checkpoint import CheckpointError, load_checkpoint, load_weights
 from .metrics import METRICS, compute_metrics, resolve_metrics
 from .objectives import INPUT_TARGET, build_objectives, check_labels, objective_loss, probability_nodes, target_of
-from .session import Distributed, pick_device
+from .distributed import Distributed
+from .session import pick_device
 
 EVAL_BATCH = 1024
 CLASS_KINDS = ("classification", "binary")
@@ -37,12 +38,12 @@ def evaluate_model(model, data, objectives, metric_names, probability_nodes=(), 
             total += float(objective_loss(objectives, outputs, inputs, targets)) * batch
             n += batch
     model.train(was_training)
-    row = {"val_loss": total / max(n, 1)}
+    row = {"val_loss": dist.sum(total) / max(dist.sum(n), 1)}
     if not math.isfinite(row["val_loss"]):
         return row          # NaN or inf outputs: no metric is defined (scikit-learn refuses them)
     several = len(objectives) > 1
     for k, o in enumerate(objectives):
-        output = dist.gather(torch.cat(collected[k]))
+        output = dist.gather(torch.cat(collected[k]), EVAL_BATCH, len(data))
         target = target_of(o, data.inputs, data.targets)
         prefix = f"val_{o.name}_" if several else "val_"
         if several:

@@ -31,6 +31,7 @@ import torch
 
 from ..errors import SpecError
 from .checkpoint import load_weights, rng_state, set_rng_state
+from .distributed import Distributed
 from .progress import Progress
 
 
@@ -50,28 +51,6 @@ class Run:
     best: dict | None = None
     task: str = ""
     data_info: dict = field(default_factory=dict)
-
-
-@dataclass
-class Distributed:
-    """Where this process stands in a data-parallel job (torchrun sets RANK and WORLD_SIZE)."""
-    rank: int = 0
-    world_size: int = 1
-
-    @property
-    def is_writer(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls) -> "Distributed":
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world > 1:
-            raise SpecError("data-parallel training (WORLD_SIZE > 1) is not supported yet",
-                            hint="run specbuild train as a single process")
-        return cls()
-
-    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor   # one process: its outputs are all outputs
 
 
 def _has_mps() -> bool:
@@ -117,12 +96,14 @@ class _StopRequests:
     boundary; a second one raises KeyboardInterrupt at once.  Outside the main thread signal
     handlers cannot be set, and Ctrl-C acts at once as usual."""
 
-    def __init__(self, progress):
-        self.progress, self.requested, self._previous = progress, False, None
+    def __init__(self, progress, parallel: bool = False):
+        self.progress, self.requested, self._previous, self.parallel = progress, False, None, parallel
 
     def __enter__(self):
-        # a process started with Ctrl-C ignored (`cmd &` in a script) keeps ignoring it
-        if threading.current_thread() is threading.main_thread() \
+        # a process started with Ctrl-C ignored (`cmd &` in a script) keeps ignoring it; a worker of
+        # several does not pause alone (the others would wait in their next collective): torchrun
+        # stops them all, and the last step checkpoint (train.checkpoint_every) holds the run
+        if threading.current_thread() is threading.main_thread() and not self.parallel \
                 and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
@@ -186,13 +167,15 @@ class Session:
         self.checked, self.config, self.folder, self.task = checked, checked.train, folder, task
         self.dist = dist or Distributed()
         self.device = pick_device(self.config.device)
+        if self.dist.parallel and self.device.type == "cuda":      # one GPU per worker
+            self.device = torch.device("cuda", self.dist.local_rank)
         self.epochs = self.config.epochs
         if self.epochs < 1:
             raise SpecError("train.epochs is 0: there is nothing to train", path="train.epochs",
                             hint="give --epochs 1 or more")
         seed_everything(self.config.seed)
         self.shuffle_rng = torch.Generator().manual_seed(self.config.seed)
-        self.progress = progress if progress is not None else Progress(sys.stderr)
+        self.progress = progress if progress is not None else Progress(sys.stderr, quiet=not self.dist.is_writer)
         self.history, self.best, self.start_epoch, self.step = [], None, 0, 0
         self.parts: dict = {}
         self.extra: dict = {}          # more plain data for every checkpoint (the network's name, data info)
@@ -201,8 +184,10 @@ class Session:
 
     # -- checkpoints ---------------------------------------------------------
     def payload(self, epoch: int, **extra) -> dict:
+        ranks = self.dist.objects(rng_state()) if self.dist.parallel else None   # every rank's, for exact resumes
         return {"spec": self.checked.data, "task": self.task, "epoch": epoch, "step": self.step,
-                "history": self.history, "best": self.best, "rng": rng_state(),
+                "history": self.history, "best": self.best, "rng": ranks[0] if ranks else rng_state(),
+                **({"rng_ranks": ranks} if ranks else {}),
                 "shuffle_rng": self.shuffle_rng.get_state(),
                 **{name: state_of(part) for name, part in self.parts.items()}, **self.extra, **extra}
 
@@ -213,7 +198,11 @@ class Session:
         for name, part in self.parts.items():
             if name not in skip:
                 load_state(part, state.get(name), source)
-        set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks")
+        if self.dist.parallel and ranks is not None and len(ranks) != self.dist.world_size:
+            raise SpecError(f"the checkpoint was written by {len(ranks)} workers, and this run has "
+                            f"{self.dist.world_size}", hint=f"resume with --nproc {len(ranks)}")
+        set_rng_state(ranks[self.dist.rank] if self.dist.parallel and ranks else state["rng"])
         self.shuffle_rng.set_state(state["shuffle_rng"])
         self.start_epoch, self.step = int(state["epoch"]), int(state.get("step") or 0)
         self.history, self.best = list(state.get("history") or []), state.get("best")
@@ -230,7 +219,8 @@ class Session:
         paused run had summed, on the session's device."""
         if self.position is None or self.position["epoch"] != epoch:
             return sums
-        saved = self.position["sums"]
+        saved = self.position["sums"] if "sums_ranks" not in self.position else \
+            self.position["sums_ranks"][self.dist.rank]         # each worker summed its own share
         return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in saved.items()}
 
     def batches(self, epoch: int, data, batch_size: int, shuffle: bool, sums: dict):
@@ -252,10 +242,17 @@ class Session:
         for i, batch in enumerate(itertools.islice(all_batches, first, None), start=first):
             yield i, batch                # ... and the loop takes its step
             if self._stops is not None and self._stops.requested:
-                raise _Paused({"epoch": epoch, "batch": i + 1, "shuffle_rng": epoch_rng, "sums": dict(sums)})
+                raise _Paused(self._position(epoch, i + 1, epoch_rng, sums))
             if every and self.step % every == 0 and i + 1 < total:     # the epoch's end saves anyway
-                self.folder.save(self.payload(epoch, position={"epoch": epoch, "batch": i + 1,
-                                                               "shuffle_rng": epoch_rng, "sums": dict(sums)}))
+                self.folder.save(self.payload(epoch, position=self._position(epoch, i + 1, epoch_rng, sums)))
+
+    def _position(self, epoch: int, batch: int, epoch_rng, sums: dict) -> dict:
+        """Where the run stands inside an epoch; with several workers, every one's running sums."""
+        position = {"epoch": epoch, "batch": batch, "shuffle_rng": epoch_rng, "sums": dict(sums)}
+        if self.dist.parallel:
+            position["sums_ranks"] = self.dist.objects({k: v.cpu() if isinstance(v, torch.Tensor) else v
+                                                        for k, v in sums.items()})
+        return position
 
     # -- the epoch loop ------------------------------------------------------
     def run(self, loop) -> None:
@@ -265,7 +262,7 @@ class Session:
         self.folder.write_spec(self.checked.data)
         epoch = self.start_epoch
         try:
-            with _StopRequests(self.progress) as self._stops:
+            with _StopRequests(self.progress, self.dist.parallel) as self._stops:
                 for epoch in range(self.start_epoch, self.epochs):
                     row = loop.one_epoch(epoch)
                     improved = loop.update_best(row)

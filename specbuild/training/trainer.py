@@ -33,15 +33,18 @@ from .objectives import build_objectives, check_labels, infer_task, objective_lo
 from .optim import make_optimizer, make_scheduler, step_scheduler
 from .run_folder import RunFolder
 from .gan import GanLoop
-from .session import Distributed, Run, Session, TrainingStopped, changed_components, plain
+from .accelerate import Accelerator
+from .distributed import Distributed, refuse_unsupported, share_of_global_batch
+from .session import Run, Session, TrainingStopped, changed_components, plain
 
 
 def command_line_overrides(spec_data: dict, data=None, epochs=None, batch_size=None, lr=None, seed=None,
-                           device=None, limit=None) -> dict:
+                           device=None, limit=None, precision=None, compile=None, fast_step=None) -> dict:
     """The trainer's options as dotted overrides of the spec's `train` section, so the run's
     spec.yaml records what ran (a resumed run then uses the same data, --limit included)."""
     pairs = {"train.data.dataset": data, "train.epochs": epochs, "train.data.batch_size": batch_size,
-             "train.optimizer.lr": lr, "train.seed": seed, "train.device": device, "train.data.limit": limit}
+             "train.optimizer.lr": lr, "train.seed": seed, "train.device": device, "train.data.limit": limit,
+             "train.precision": precision, "train.compile": compile, "train.fast_step": fast_step}
     out = {key: value for key, value in pairs.items() if value is not None}
     train = spec_data.get("train") if isinstance(spec_data.get("train"), dict) else {}
     if lr is not None and not isinstance(train.get("optimizer"), dict):
@@ -71,11 +74,12 @@ def _same_model(given, recorded: dict, path: str) -> None:
 
 def train(spec, *, data=None, data_root=None, epochs=None, batch_size=None, lr=None, overrides=None,
           device=None, seed=None, out=None, resume=None, limit=None, download=True, progress=None,
-          init_from=None) -> Run:
+          init_from=None, precision=None, compile=None, fast_step=None) -> Run:
     """Train a spec (path, text, dict or Spec) as its `train` section says; returns history and model.
     With `resume`, the checkpoint's own spec is used; `spec` may be None, or must describe the
     same model.  With `init_from` (a weights file: see compiler/weights.py), the model starts
-    from its weights, which must all fit, instead of fresh ones."""
+    from its weights, which must all fit, instead of fresh ones.  `precision`, `compile` and
+    `fast_step` are train.precision, train.compile and train.fast_step (see accelerate.py)."""
     if init_from is not None and resume is not None:
         raise SpecError("--init-from and --resume do not go together: --resume restores the run's own weights, "
                         "with everything else", hint="drop --init-from to continue the run, or --resume to start "
@@ -93,15 +97,33 @@ def train(spec, *, data=None, data_root=None, epochs=None, batch_size=None, lr=N
         resuming = os.path.dirname(os.path.abspath(source))
         out = out or resuming
     spec = load_spec(spec)
-    cli = command_line_overrides(spec.data, data, epochs, batch_size, lr, seed, device, limit)
+    cli = command_line_overrides(spec.data, data, epochs, batch_size, lr, seed, device, limit,
+                                 precision, compile, fast_step)
     checked = check(spec, overrides={**(overrides or {}), **cli})
     init = None if init_from is None else _initial_weights(checked, init_from)
     dist = Distributed.from_env()
+    if dist.parallel:
+        refuse_unsupported(checked)
     folder = RunFolder.create(out, checked.data["name"], writer=dist.is_writer, resuming=resuming)
     loader = dict(root=data_root, download=download)
     loop = GanLoop(checked, folder, loader, progress) if checked.train.is_gan else \
         Trainer(checked, folder, dist, loader, progress, init)
-    return loop.run(state, source)
+    try:
+        return loop.run(state, source)
+    except (RuntimeError, OSError) as error:
+        if not dist.parallel or not _lost_a_worker(error):
+            raise
+        raise TrainingStopped(f"worker rank {dist.rank} lost touch with the other workers (one of them stopped): "
+                              f"{str(error).splitlines()[0][:160]}", exit_code=1) from None
+    finally:
+        dist.close()
+
+
+def _lost_a_worker(error: Exception) -> bool:
+    """A collective failed because another rank is gone (gloo: connection reset or closed)."""
+    import torch.distributed as td
+    text = str(error)
+    return isinstance(error, td.DistError) or "gloo" in text or "Connection reset" in text or "NCCL" in text
 
 
 def _initial_weights(checked, path) -> tuple[str, dict]:
@@ -129,10 +151,13 @@ class Trainer:
         self.task = infer_task(config, self.objectives)
         self.metric_names = run_metrics(config, self.objectives)
         self.session = session = Session(checked, folder, task=self.task, progress=progress, dist=dist)
+        self.accel = Accelerator(config, session.device, dist)     # precision, compile, fast step
         self.model = loss_model(checked, self.network, self.objectives)
         if init is not None:                    # --init-from: (path, tensors); a misfit is refused before training
             fit_weights(self.model, init[1], init[0])
         self.model = self.model.to(session.device)
+        self.net = dist.wrap(self.model, session.device)     # what the training step calls: DDP with several ranks
+        self.net = self.accel.compiled(self.net)             # torch.compile'd with --compile or --fast-step
         for part in (self.bundle.train, self.bundle.test):       # ids an Embedding cannot look up
             check_token_ids(self.model, self.graph, part.inputs, f"data set {self.bundle.info['name']!r}", "train")
         self.optimizer = make_optimizer(config.optimizer, self.model.parameters())
@@ -143,7 +168,8 @@ class Trainer:
         self.train_data = self.bundle.train.to(session.device)
         self.test_data = self.bundle.test.to(session.device)
         self.probability_nodes = probability_nodes(self.objectives, self.graph)
-        session.parts = {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler}
+        session.parts = {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
+                         **self.accel.parts()}
         session.extra = {"network": self.network, "data_info": plain(self.bundle.info)}
         if init is not None:
             self.record_init(init[0])
@@ -187,18 +213,23 @@ class Trainer:
                                      self.train_data.num_batches(batch_size, world_size=dist.world_size))
         for i, (inputs, targets) in session.batches(epoch, self.train_data, batch_size, config.data.shuffle, sums):
             self.optimizer.zero_grad(set_to_none=True)
-            loss = objective_loss(self.objectives, self.model(*inputs), inputs, targets)
+            with self.accel.context():          # autocast (--precision) around forward and loss
+                loss = objective_loss(self.objectives, self.net(*inputs), inputs, targets)
+            if dist.parallel:       # this rank's share of the global batch's mean loss, times the ranks
+                loss = loss * share_of_global_batch(inputs[0].shape[0], i, batch_size, dist.world_size,
+                                                    len(self.train_data))
             if check_each_step:
                 value = loss.item()
                 session.stop_if_not_finite(value, epoch, i)
                 sums["total_cpu"] += value
             else:
                 sums["total"] += loss.detach()     # summed on the device: no sync per step
-            loss.backward()
+            self.accel.backward(loss)          # scaled with fp16
             if config.clip_grad_norm:
+                self.accel.unscale(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(config.clip_grad_norm))
             try:
-                self.optimizer.step()
+                self.accel.step(self.optimizer)
             except RuntimeError as error:   # e.g. an lr so large the update overflows
                 raise TrainingStopped(f"the optimizer step failed at epoch {epoch + 1}, step {i + 1}: {error}; "
                                       f"{session.folder.kept()}") from None
@@ -209,7 +240,7 @@ class Trainer:
             session.progress.step(i + 1, loss)
         train_seconds = time.perf_counter() - started
         count = sums["count"]
-        train_loss = (sums["total"].item() + sums["total_cpu"]) / max(count, 1)
+        train_loss = dist.sum(sums["total"].item() + sums["total_cpu"]) / max(count * dist.world_size, 1)
         session.stop_if_not_finite(train_loss, epoch, count - 1)
         row = {"epoch": epoch + 1, "train_loss": train_loss}
         row.update(evaluate_model(self.model, self.test_data, self.objectives, self.metric_names,
