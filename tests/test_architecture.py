@@ -31,7 +31,7 @@ MAX_LINES = 400
 # the test: place a new folder here first.
 STAGES = {
     "ground": (0, ("specbuild.errors", "specbuild.registry", "specbuild.resolve", "specbuild.inputs",
-                   "specbuild.catalog_gen")),
+                   "specbuild.catalog_gen", "specbuild.atomic")),
     "shapes": (1, ("specbuild.shapes",)),
     "spec": (2, ("specbuild.spec",)),
     "compiler": (3, ("specbuild.compiler",)),

@@ -38,7 +38,7 @@ def add_import_command(sub) -> None:
 def _import(args) -> int:
     from ..export.spec_yaml import spec_yaml
     from ..spec.validate import check
-    from .train import write_output
+    from .train import emit
     doc = f"Imported by `specbuild import` from {args.source}."
     if args.source.endswith(".pt2"):
         from ..export.from_exported import spec_from_exported
@@ -56,11 +56,7 @@ def _import(args) -> int:
         spec = spec_from_module(module, example_inputs(shapes), name=args.name, doc=doc)
     text = spec_yaml(spec)
     check(text)                                # what it writes validates
-    if args.out:
-        write_output(args.out, text)
-        print(f"wrote {args.out}")
-    else:
-        print(text, end="")
+    emit(text, args.out)
     return 0
 
 

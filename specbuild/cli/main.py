@@ -17,7 +17,7 @@ import sys
 from ..errors import SpecError
 from ..spec.variables import parse_overrides
 from .export import add_export_command
-from .train import EXIT_CODES, add_train_commands, check_writable, output_error, write_output
+from .train import EXIT_CODES, add_train_commands, check_writable, emit, output_error
 from .imports import add_import_command
 from .weights import add_weights_command
 
@@ -78,11 +78,7 @@ def _graph(args) -> int:
         print(f"wrote {out}")
         return 0
     text = to_mermaid(drawing) if args.format == "mermaid" else to_dot(drawing, os.path.basename(args.spec))
-    if args.out:
-        write_output(args.out, text)
-        print(f"wrote {args.out}")
-    else:
-        print(text, end="")
+    emit(text, args.out)
     return 0
 
 

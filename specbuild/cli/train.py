@@ -101,6 +101,15 @@ def write_output(path: str, text: str) -> None:
         raise output_error(path, error) from None
 
 
+def emit(text: str, out: str | None) -> None:
+    """A command's text: into `out` (saying so), or onto stdout."""
+    if out:
+        write_output(out, text)
+        print(f"wrote {out}")
+    else:
+        print(text, end="")
+
+
 def check_writable(path: str) -> None:
     """Refuse an output path that cannot be written before the work of making its contents."""
     folder = os.path.dirname(os.path.abspath(path))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch
 
 from ..compiler.compile import build_model, pick_network
 from ..compiler.weights import checkpoint_state_dict, fit_weights, read_checkpoint
+from ..atomic import replace_atomically
 from ..errors import SpecError, did_you_mean
 from ..spec.graph import Graph
 from ..spec.validate import Checked, check
@@ -44,8 +44,6 @@ CHECK_BATCH = 3          # a traced module is compared with the model at another
 FRESH = "weights: freshly initialised (a spec, not a checkpoint)"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 EXTRA_HINT = "install the export extra: pip install 'specbuild[export]' (onnx, onnxscript, onnxruntime)"
-_UMASK = os.umask(0)
-os.umask(_UMASK)         # read once: umask can only be read by setting it
 
 
 @dataclass
@@ -282,15 +280,4 @@ _WRITERS = {"python": _python, "pt2": _pt2, "onnx": _onnx, "torchscript": _torch
 
 def _atomic(path: Path, write) -> None:
     """write(temp path) beside `path`, then rename it over `path`: whole or not at all."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-", suffix=path.suffix)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes it private; an export is as readable as any file
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    replace_atomically(str(path), write, suffix=path.suffix)

@@ -22,16 +22,14 @@ import glob
 import os
 import random
 import shutil
-import tempfile
 import warnings
 
 import numpy as np
 import torch
 
+from ..atomic import replace_atomically
 from ..errors import Problem, SpecError
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)               # read once: umask can only be read by setting it
 
 FORMAT = "specbuild-checkpoint"
 FORMAT_VERSION = 1
@@ -128,20 +126,12 @@ def _save_error(path: str, error: OSError) -> CheckpointError:
 def _write(path: str, folder: str, write) -> None:
     os.makedirs(folder, exist_ok=True)
     _remove_stray_temps(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.tmp-{os.getpid()}-")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)   # mkstemp makes it private; a checkpoint is as readable as any file
-        with os.fdopen(fd, "wb") as f:
+
+    def fill(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    replace_atomically(path, fill, tag=f"{os.getpid()}-")
 
 
 def _fsync_folder(folder: str) -> None:
