@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 import specbuild
-from specbuild.data import load_data
+from specbuild.data.load import load_data
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH, LR = 32, 0.001

@@ -179,6 +179,12 @@ def _train_defs() -> dict:
             "generator": {"$ref": "#/$defs/identifier"},
             "discriminator": {"$ref": "#/$defs/identifier"},
             "latent_dim": positive,
+            "precision": {"enum": ["fp32", "bf16", "fp16"],
+                          "description": "The training step's autocast dtype: fp32 (none), bf16, or fp16 with "
+                                         "loss scaling. Weights stay float32."},
+            "compile": {"type": "boolean", "description": "torch.compile the model the training step calls."},
+            "fast_step": {"type": "boolean", "description": "torch.compile with mode reduce-overhead (CUDA "
+                                                           "graphs): small models on CUDA only."},
         }},
         "data": {"anyOf": [{"type": "string"}, {"type": "object", "additionalProperties": False, "properties": {
             "dataset": {"type": "string"}, "batch_size": positive, "normalize": {"enum": ["standard", "unit", "symmetric"]},

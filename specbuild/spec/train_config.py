@@ -63,6 +63,9 @@ class TrainConfig:
     generator: str = "generator"
     discriminator: str = "discriminator"
     latent_dim: int | None = None
+    precision: str = "fp32"             # the training step's autocast: fp32 (none), bf16 or fp16
+    compile: bool = False               # torch.compile the module the training step calls
+    fast_step: bool = False             # ... with mode="reduce-overhead" (CUDA graphs; CUDA only)
 
     @property
     def is_gan(self) -> bool:
@@ -97,7 +100,14 @@ def parse_train(train, graphs, spec, problems: list[Problem]) -> TrainConfig:
         checkpoint_every=train.get("checkpoint_every"), seed=int(train.get("seed", 0)),
         device=train.get("device", "auto"),
         generator=train.get("generator", "generator"), discriminator=train.get("discriminator", "discriminator"),
-        latent_dim=train.get("latent_dim"))
+        latent_dim=train.get("latent_dim"), precision=train.get("precision", "fp32"),
+        compile=bool(train.get("compile", False)), fast_step=bool(train.get("fast_step", False)))
+    faster = [key for key in ("compile", "fast_step") if getattr(config, key)]
+    if config.is_gan and (config.precision != "fp32" or faster):
+        key = "precision" if config.precision != "fp32" else faster[0]
+        problems.append(spec.problem(f"train.{key} applies to the supervised trainer; a GAN trains in fp32, "
+                                     "uncompiled", ("train", key) if key in train else ("train",),
+                                     hint="drop --precision, --compile and --fast-step for this spec"))
     for role in GAN_ROLES:
         name = getattr(config, role)
         if role in train and name not in graphs.networks:

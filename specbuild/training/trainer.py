@@ -238,6 +238,7 @@ class Trainer:
             sums["count"] += 1
             session.step += 1
             session.progress.step(i + 1, loss)
+        self.accel.wait()                     # on a GPU, the steps still queued belong to this epoch
         train_seconds = time.perf_counter() - started
         count = sums["count"]
         train_loss = dist.sum(sums["total"].item() + sums["total_cpu"]) / max(count * dist.world_size, 1)
