@@ -54,9 +54,12 @@ def test_two_workers_compute_what_one_process_computes(spec, extra, tmp_path, ca
     path = REPO / "specs" / f"{spec}.yaml"
     code, _, err = run_cli(capsys, "train", path, *QUICK, *extra, "--out", tmp_path / "one")
     assert code == 0, err
+    environ, handler = dict(os.environ), signal.getsignal(signal.SIGINT)
     code, out, err = run_cli(capsys, "train", path, *QUICK, *extra, "--out", tmp_path / "two", "--nproc", "2")
     assert code == 0, err
     assert out == ""               # the workers report; the launching process prints nothing of its own
+    # torchrun's launcher sets signal handlers and OMP_NUM_THREADS in its caller: put back
+    assert dict(os.environ) == environ and signal.getsignal(signal.SIGINT) is handler
     assert max_difference(weights(tmp_path / "one"), weights(tmp_path / "two")) < 1e-6
     # the metrics the two workers gathered are those one process computes on the same weights
     code, out, err = run_cli(capsys, "evaluate", tmp_path / "two" / "last.pt", "--json", *QUICK[:3],

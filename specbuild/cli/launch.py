@@ -8,6 +8,7 @@ error, printed by the worker, is above it).
 """
 from __future__ import annotations
 
+import os
 import signal
 
 from ..errors import SpecError
@@ -31,6 +32,7 @@ def launch(nproc: int, argv: list[str], out: str | None) -> int:
     from torch.distributed.run import get_args_parser, run
     options = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "--max-restarts=0",
                                             "-m", "specbuild", *without_nproc(argv)])
+    saved = _process_state()
     try:
         run(options)
     except ChildFailedError as error:
@@ -38,7 +40,29 @@ def launch(nproc: int, argv: list[str], out: str | None) -> int:
         resume = f"specbuild train --resume {out} --nproc {nproc}" if out else "--resume RUN_FOLDER"
         raise SpecError(f"worker rank {rank} of {nproc} {_ended(failure)}; the others were stopped",
                         hint=f"the last checkpoint is whole: continue with {resume}") from None
+    finally:
+        _restore(saved)
     return 0
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+def _process_state() -> tuple:
+    """What torchrun's launcher changes in the process that calls it (its signal handlers, and
+    OMP_NUM_THREADS and more in os.environ): put back afterwards, for a caller that goes on."""
+    return dict(os.environ), {s: signal.getsignal(s) for s in _SIGNALS}
+
+
+def _restore(saved: tuple) -> None:
+    environ, handlers = saved
+    os.environ.clear()
+    os.environ.update(environ)
+    for number, handler in handlers.items():
+        try:
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+        except ValueError:      # not the main thread: it could not have set them either
+            pass
 
 
 def _first(failures: dict):
