@@ -133,6 +133,7 @@ def test_cli_writes_a_spec_that_validates(tmp_path, capsys):
     ([f"{MODELS}:Residual", "--args", '{"depth": 4}', "--input-shape", "x=4"],
      "building it failed: TypeError"),
     ([f"{MODELS}:Residual", "--input-shape", "x=four"], "--input-shape 'x=four': write NAME=SIZES[:DTYPE]"),
+    ([f"{MODELS}:Residual", "--input-shape", "x=16:fp8"], "--input-shape 'x=16:fp8': unknown dtype 'fp8'"),
     ([f"{MODELS}:DataDependent", "--input-shape", "x=4"], "data-dependent control flow"),
 ])
 def test_cli_refusals_are_plain(argv, fragment, capsys):

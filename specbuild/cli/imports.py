@@ -14,10 +14,12 @@ import os
 import re
 import sys
 
-from ..errors import SpecError
+from ..errors import SpecError, did_you_mean
+from ..inputs import DTYPES, Input
 
 EPILOG = ("exit status: 0 written, 1 a problem with the input (a file, a class, a module that cannot become a "
           "spec: reported, no traceback), 2 usage, 3 a bug in specbuild")
+EXAMPLE_BATCH = 2          # the example inputs the module is traced with (a batch of one would be special)
 _SHAPE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=\[?([0-9][0-9, ]*)\]?(?::([a-z0-9]+))?$")
 
 
@@ -47,25 +49,31 @@ def _import(args) -> int:
                                      "--input-shape and --args are for MODULE.py:Class")
         spec = spec_from_exported(args.source, name=args.name, doc=doc)
     else:
-        from ..export.from_module import example_inputs, spec_from_module
+        from ..export.formats import example_tensors
+        from ..export.from_module import spec_from_module
         if not args.input_shape:
             args.import_parser.error(f"the following arguments are required for {args.source}: --input-shape "
                                      "(e.g. --input-shape x=3,224,224); only a .pt2 source goes without")
         module = _instance(args.source, args.args)
-        shapes = dict(_shape(text) for text in args.input_shape)
-        spec = spec_from_module(module, example_inputs(shapes), name=args.name, doc=doc)
+        inputs = [_input(text) for text in args.input_shape]
+        examples = dict(zip((i.name for i in inputs), example_tensors(inputs, EXAMPLE_BATCH)))
+        spec = spec_from_module(module, examples, name=args.name, doc=doc)
     text = spec_yaml(spec)
     check(text)                                # what it writes validates
     emit(text, args.out)
     return 0
 
 
-def _shape(text: str) -> tuple[str, tuple]:
+def _input(text: str) -> Input:
+    """`x=3,224,224` or `ids=16:long` as an Input (one sample's shape, and its dtype)."""
     match = _SHAPE.match(text.strip())
     if not match:
         raise SpecError(f"--input-shape {text!r}: write NAME=SIZES[:DTYPE]", hint="e.g. x=3,224,224 or ids=16:long")
-    sizes = tuple(int(s) for s in match.group(2).replace(" ", "").split(",") if s)
-    return match.group(1), ((sizes, match.group(3)) if match.group(3) else sizes)
+    name, sizes, dtype = match.group(1), match.group(2), match.group(3)
+    if dtype is not None and dtype not in DTYPES:
+        raise SpecError(f"--input-shape {text!r}: unknown dtype {dtype!r}",
+                        hint=did_you_mean(dtype, DTYPES) or "one of: " + ", ".join(DTYPES))
+    return Input(name, tuple(int(s) for s in sizes.replace(" ", "").split(",") if s), dtype)
 
 
 def _instance(source: str, arguments: str):

@@ -142,11 +142,16 @@ def write(source: Source, to: str, out=None) -> Path:
 # --- example inputs --------------------------------------------------------------------------
 
 def example_inputs(graph: Graph, batch: int, *, seed: int = 0, high: int = 1) -> tuple:
-    """One tensor per input of `graph`, in order, of the spec's shape and dtype with `batch`
-    samples: floats drawn from N(0, 1), integers (token ids) from [0, high), booleans False."""
+    """One tensor per input of `graph`, in order (see example_tensors)."""
+    return example_tensors(graph.inputs.values(), batch, seed=seed, high=high)
+
+
+def example_tensors(inputs, batch: int, *, seed: int = 0, high: int = 1) -> tuple:
+    """One tensor per Input (inputs.py), in order, of its shape and dtype with `batch` samples:
+    floats drawn from N(0, 1), integers (token ids) from [0, high), booleans False."""
     generator = torch.Generator().manual_seed(seed)
     tensors = []
-    for spec_input in graph.inputs.values():
+    for spec_input in inputs:
         shape, dtype = (batch, *spec_input.shape), spec_input.torch_dtype()
         if dtype.is_floating_point:
             tensors.append(torch.randn(shape, generator=generator).to(dtype))

@@ -22,7 +22,7 @@ from .. import registry
 from ..errors import SpecError
 from .aten_ops import (FUNCTION_OPS, IDENTITY_OPS, IGNORED_OPS, LAYER_OPS, MULTI_OUTPUT_OPS, RESHAPES, Param,
                        arguments, function_entry, op_name, op_text, without_defaults)
-from .from_module import identifier, chain_by_default
+from .from_module import chain_by_default, identifier, input_entry
 from .merge import BlockUse, merge_blocks
 
 _SEQUENTIAL = "torch.nn.modules.container.Sequential"
@@ -121,10 +121,7 @@ def _inputs(ep, names: list) -> dict:
         value = node.meta.get("val")
         if not isinstance(value, torch.Tensor) or not value.dim():
             raise SpecError(f"input {input_name} is no tensor with a batch dim", hint="a spec's inputs are batches")
-        shape = [int(s) for s in value.shape[1:]]
-        dtype = str(value.dtype).removeprefix("torch.")
-        dtype = "long" if dtype == "int64" else dtype
-        out[input_name] = shape if dtype == "float32" else {"shape": shape, "dtype": dtype}
+        out[input_name] = input_entry(value)
     return out
 
 

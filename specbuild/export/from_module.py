@@ -10,7 +10,6 @@ kept, so the module's state_dict loads into the rebuilt model strictly.
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from .. import registry
@@ -80,13 +79,15 @@ def _inputs(names: list, example) -> dict:
     if missing:
         raise SpecError(f"forward takes {', '.join(names)}, and no example input is given for {', '.join(missing)}",
                         hint="give one example tensor per input, with a batch dim first")
-    out = {}
-    for input_name in names:
-        tensor = tensors[input_name]
-        shape = list(tensor.shape[1:])
-        dtype = str(tensor.dtype).removeprefix("torch.")
-        out[input_name] = shape if dtype == "float32" else {"shape": shape, "dtype": "long" if dtype == "int64" else dtype}
-    return out
+    return {input_name: input_entry(tensors[input_name]) for input_name in names}
+
+
+def input_entry(example) -> list | dict:
+    """A spec's `inputs:` entry for an example tensor (or fake tensor) with its batch dim first:
+    one sample's shape, and its dtype unless it is float32."""
+    shape = [int(size) for size in example.shape[1:]]
+    dtype = str(example.dtype).removeprefix("torch.")
+    return shape if dtype == "float32" else {"shape": shape, "dtype": "long" if dtype == "int64" else dtype}
 
 
 def chain_by_default(layers: list, inputs: list) -> list:
@@ -118,14 +119,3 @@ def _tie(layers: list, module: nn.Module) -> None:
 def identifier(text: str) -> str:
     out = "".join(c if c.isalnum() or c == "_" else "_" for c in text)
     return out if out and not out[0].isdigit() else "_" + out
-
-
-def example_inputs(shapes: dict, batch: int = 2) -> dict:
-    """Example tensors from NAME -> shape (one sample's, no batch) or (shape, dtype name)."""
-    out = {}
-    for name, given in shapes.items():
-        shape, dtype = given if isinstance(given, tuple) and len(given) == 2 and isinstance(given[1], str) else (given, "float32")
-        dtype = getattr(torch, {"long": "int64", "int": "int64", "float": "float32"}.get(dtype, dtype))
-        out[name] = (torch.zeros((batch, *shape), dtype=dtype) if not dtype.is_floating_point
-                     else torch.randn((batch, *shape), dtype=dtype))
-    return out

@@ -8,6 +8,7 @@ SpecError naming the construct and the line of the module's source.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import operator
 import os
@@ -40,7 +41,9 @@ _IDENTITY_METHODS = {"contiguous"}
 _NONE = object()
 
 
+@functools.cache
 def _functions() -> dict:
+    """Each built-in tensor function's torch callable -> its spec type (resolved once, not per module traced)."""
     table = {}
     for name, entry in registry.BUILTIN_TYPES.items():
         if entry.kind == "function" and entry.call not in ("method", "index"):

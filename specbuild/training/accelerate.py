@@ -23,6 +23,7 @@ import torch
 from ..errors import SpecError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_NOTHING = contextlib.nullcontext()         # reusable: nullcontext keeps no state
 
 
 def _autocast_works(device: torch.device, dtype: torch.dtype) -> str | None:
@@ -93,7 +94,10 @@ class Accelerator:
         return net
 
     def context(self):
-        """Around one step's forward and loss: a new CUDA graph step, then autocast."""
+        """Around one step's forward and loss: a new CUDA graph step, then autocast (at fp32 and
+        without the fast step, a context that does nothing, made once: this is every step)."""
+        if self.dtype is None and not self.fast_step:
+            return _NOTHING
         stack = contextlib.ExitStack()
         if self.fast_step:      # outputs of the last replay may be overwritten from here on
             torch.compiler.cudagraph_mark_step_begin()
