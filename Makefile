@@ -9,7 +9,7 @@ BIN = $(VENV)/bin
 
 $(BIN)/specbuild: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[test,export]'
+	$(BIN)/pip install --quiet -e '.[test,export,tune,tensorboard]'
 	touch $@
 
 demo: $(BIN)/specbuild

@@ -36,13 +36,15 @@ STAGES = {
     "spec": (2, ("specbuild.spec",)),
     "compiler": (3, ("specbuild.compiler",)),
     "data": (3, ("specbuild.data",)),
-    "training": (4, ("specbuild.training",)),
-    "export": (4, ("specbuild.export",)),        # to come: beside training, a peer of it
-    "cli": (5, ("specbuild.cli",)),
+    "report": (4, ("specbuild.report",)),        # reads run and tune folders; each run writes one at its end
+    "training": (5, ("specbuild.training",)),
+    "export": (5, ("specbuild.export",)),        # beside training, a peer of it
+    "tune": (6, ("specbuild.tune",)),            # runs trials through training
+    "cli": (7, ("specbuild.cli",)),
     # The public face (specbuild/__init__.py, whose lazy attributes import compiler/ and
     # training/) and `python -m specbuild` sit above every stage: they may import any of
     # them, and no stage may import them.
-    "face": (6, ("specbuild", "specbuild.__main__")),
+    "face": (8, ("specbuild", "specbuild.__main__")),
 }
 FACE = {"specbuild", "specbuild.__main__"}         # exact modules, not packages
 

@@ -19,6 +19,8 @@ from ..spec.variables import parse_overrides
 from .export import add_export_command
 from .train import EXIT_CODES, add_train_commands, check_writable, emit, output_error
 from .imports import add_import_command
+from .report import add_report_command
+from .tune import add_tune_command
 from .weights import add_weights_command
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -169,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_weights_command(sub)
     add_export_command(sub)
     add_import_command(sub)
+    add_tune_command(sub)
+    add_report_command(sub)
     return parser
 
 

@@ -58,6 +58,8 @@ def add_train_commands(sub) -> None:
                    help="torch.compile the model the training step calls")
     p.add_argument("--fast-step", action=argparse.BooleanOptionalAction, default=None,
                    help="compile the step with CUDA graphs (mode reduce-overhead): small models on CUDA only")
+    p.add_argument("--log", action="append", choices=["tensorboard"],
+                   help="also log there (train.log): tensorboard writes event files into the run folder")
     p.set_defaults(run=_train)
 
     p = sub.add_parser("evaluate", help="loss and metrics of a checkpoint on held-out data", epilog=EXIT_CODES)
@@ -155,7 +157,7 @@ def _train(args) -> int:
                     batch_size=args.batch_size, lr=args.lr, overrides=overrides, device=args.device,
                     seed=args.seed, out=args.out, resume=args.resume, limit=args.limit,
                     download=not args.no_download, init_from=args.init_from, precision=args.precision,
-                    compile=args.compile, fast_step=args.fast_step)
+                    compile=args.compile, fast_step=args.fast_step, log=args.log)
     except TrainingStopped as stop:
         print(f"specbuild: {stop}", file=sys.stderr)
         return stop.exit_code

@@ -150,6 +150,7 @@ def build_schema(types: dict | None = None, *, dispatch: bool = True) -> dict:
             "networks": {"type": "object", "propertyNames": {"$ref": "#/$defs/identifier"},
                          "additionalProperties": {"$ref": "#/$defs/graph"}, "minProperties": 1},
             "train": {"$ref": "#/$defs/train"},
+            "tune": {"$ref": "#/$defs/tune"},
         },
         "$defs": defs,
     }
@@ -185,6 +186,9 @@ def _train_defs() -> dict:
             "compile": {"type": "boolean", "description": "torch.compile the model the training step calls."},
             "fast_step": {"type": "boolean", "description": "torch.compile with mode reduce-overhead (CUDA "
                                                            "graphs): small models on CUDA only."},
+            "log": {"type": "array", "items": {"enum": ["tensorboard"]}, "uniqueItems": True,
+                    "description": "Where else the run logs: tensorboard (event files in the run folder's "
+                                   "tensorboard/; needs the tensorboard extra)."},
         }},
         "data": {"anyOf": [{"type": "string"}, {"type": "object", "additionalProperties": False, "properties": {
             "dataset": {"type": "string"}, "batch_size": positive, "normalize": {"enum": ["standard", "unit", "symmetric"]},
@@ -203,6 +207,7 @@ def _train_defs() -> dict:
                           "allOf": _dispatch(def_name, catalog[group])}
         for name, entry in catalog[group].items():
             defs[f"{def_name}.{name}"] = _args_def(entry["args"], registry.FILLED_BY_TRAINER.get(name, ()), {"type": True, **extra})
+    defs["tune"] = {"type": "object", "description": "A hyperparameter search: `specbuild tune` (docs/tuning.md)."}
     for name in ("train", "data"):   # a number or flag of train: may be a ${...} too, as layer arguments may
         _allow_variables(defs[name])
     return defs

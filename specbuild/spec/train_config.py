@@ -66,6 +66,7 @@ class TrainConfig:
     precision: str = "fp32"             # the training step's autocast: fp32 (none), bf16 or fp16
     compile: bool = False               # torch.compile the module the training step calls
     fast_step: bool = False             # ... with mode="reduce-overhead" (CUDA graphs; CUDA only)
+    log: tuple = ()                     # where else the run logs: "tensorboard"
 
     @property
     def is_gan(self) -> bool:
@@ -101,7 +102,8 @@ def parse_train(train, graphs, spec, problems: list[Problem]) -> TrainConfig:
         device=train.get("device", "auto"),
         generator=train.get("generator", "generator"), discriminator=train.get("discriminator", "discriminator"),
         latent_dim=train.get("latent_dim"), precision=train.get("precision", "fp32"),
-        compile=bool(train.get("compile", False)), fast_step=bool(train.get("fast_step", False)))
+        compile=bool(train.get("compile", False)), fast_step=bool(train.get("fast_step", False)),
+        log=tuple(train.get("log") or ()))
     faster = [key for key in ("compile", "fast_step") if getattr(config, key)]
     if config.is_gan and (config.precision != "fp32" or faster):
         key = "precision" if config.precision != "fp32" else faster[0]

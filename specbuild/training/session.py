@@ -13,6 +13,13 @@ the data order's seed state at the epoch's start, the loop's running sums and ev
 random state), so `--resume` continues from the next batch and ends with the weights
 a run never stopped ends with.  A second Ctrl-C stops at once.  So the two loops
 save, resume and stop alike.
+
+Observers follow a run without being part of its loop (TensorBoard logging, the end-of-run
+report, a tuning study's pruner): objects in `session.observers` with any of the methods
+`run_start(session, loop)`, `step_end(session, step, scalars)` (scalars: name -> 0-d tensor),
+`epoch_end(session, loop, row)` and `run_end(session, loop)`.  Only the writing rank calls
+them.  An exception from `epoch_end` stops the run after the epoch's checkpoint, as a pruned
+trial must; `run_end` runs however the run ends.
 """
 from __future__ import annotations
 
@@ -181,6 +188,21 @@ class Session:
         self.extra: dict = {}          # more plain data for every checkpoint (the network's name, data info)
         self.position: dict | None = None   # where a paused run stood inside its next epoch
         self._stops: _StopRequests | None = None
+        self.observers: list = []      # see the module docstring
+
+    def notify(self, event: str, *args) -> None:
+        """Call `event` on every observer that has it (the writing rank only)."""
+        if self.dist.is_writer:
+            for observer in self.observers:
+                method = getattr(observer, event, None)
+                if method is not None:
+                    method(self, *args)
+
+    def after_step(self, done: int, scalars: dict) -> None:
+        """A step is done: the progress bar shows the first scalar; observers get them all."""
+        self.progress.step(done, next(iter(scalars.values())))
+        if self.observers:
+            self.notify("step_end", self.step, scalars)
 
     # -- checkpoints ---------------------------------------------------------
     def payload(self, epoch: int, **extra) -> dict:
@@ -261,6 +283,7 @@ class Session:
         Ctrl-C pauses between two steps (see the module docstring)."""
         self.folder.write_spec(self.checked.data)
         epoch = self.start_epoch
+        self.notify("run_start", loop)
         try:
             with _StopRequests(self.progress, self.dist.parallel) as self._stops:
                 for epoch in range(self.start_epoch, self.epochs):
@@ -270,6 +293,7 @@ class Session:
                     self.folder.write_history(self.history)
                     self.folder.save(self.payload(epoch + 1), best=improved)
                     self.progress.epoch_done(epoch + 1, self.epochs, row)
+                    self.notify("epoch_end", loop, row)
                     if self._stops.requested and epoch + 1 < self.epochs:
                         raise TrainingStopped(f"interrupted after epoch {epoch + 1}; {self.folder.last} holds it "
                                               f"(resume with: specbuild train --resume {self.folder.path})",
@@ -288,6 +312,7 @@ class Session:
         finally:
             self._stops = None
             self.folder.plot(self.history)
+            self.notify("run_end", loop)
 
     def stop_if_not_finite(self, value, epoch: int, step: int, what: str = "the loss") -> None:
         if not math.isfinite(value):

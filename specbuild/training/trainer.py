@@ -35,16 +35,19 @@ from .run_folder import RunFolder
 from .gan import GanLoop
 from .accelerate import Accelerator
 from .distributed import Distributed, refuse_unsupported, share_of_global_batch
+from .observers import standard_observers
 from .session import Run, Session, TrainingStopped, changed_components, plain
 
 
 def command_line_overrides(spec_data: dict, data=None, epochs=None, batch_size=None, lr=None, seed=None,
-                           device=None, limit=None, precision=None, compile=None, fast_step=None) -> dict:
+                           device=None, limit=None, precision=None, compile=None, fast_step=None,
+                           log=None) -> dict:
     """The trainer's options as dotted overrides of the spec's `train` section, so the run's
     spec.yaml records what ran (a resumed run then uses the same data, --limit included)."""
     pairs = {"train.data.dataset": data, "train.epochs": epochs, "train.data.batch_size": batch_size,
              "train.optimizer.lr": lr, "train.seed": seed, "train.device": device, "train.data.limit": limit,
-             "train.precision": precision, "train.compile": compile, "train.fast_step": fast_step}
+             "train.precision": precision, "train.compile": compile, "train.fast_step": fast_step,
+             "train.log": None if log is None else list(log)}
     out = {key: value for key, value in pairs.items() if value is not None}
     train = spec_data.get("train") if isinstance(spec_data.get("train"), dict) else {}
     if lr is not None and not isinstance(train.get("optimizer"), dict):
@@ -66,7 +69,7 @@ def _same_model(given, recorded: dict, path: str) -> None:
     may differ: the checkpoint's own, with the command line's options, is what continues)."""
     given = load_spec(given)
     for key in sorted(set(given.data) | set(recorded), key=str):
-        if key not in ("train", "doc") and given.data.get(key) != recorded.get(key):
+        if key not in ("train", "doc", "tune") and given.data.get(key) != recorded.get(key):
             raise SpecError(f"--resume continues the run in {path}, whose spec differs from this one at {key!r}",
                             file=given.file, path=str(key),
                             hint="drop the spec to continue that run as it was, or train this spec as a new run")
@@ -74,12 +77,14 @@ def _same_model(given, recorded: dict, path: str) -> None:
 
 def train(spec, *, data=None, data_root=None, epochs=None, batch_size=None, lr=None, overrides=None,
           device=None, seed=None, out=None, resume=None, limit=None, download=True, progress=None,
-          init_from=None, precision=None, compile=None, fast_step=None) -> Run:
+          init_from=None, precision=None, compile=None, fast_step=None, log=None, observers=()) -> Run:
     """Train a spec (path, text, dict or Spec) as its `train` section says; returns history and model.
     With `resume`, the checkpoint's own spec is used; `spec` may be None, or must describe the
     same model.  With `init_from` (a weights file: see compiler/weights.py), the model starts
     from its weights, which must all fit, instead of fresh ones.  `precision`, `compile` and
-    `fast_step` are train.precision, train.compile and train.fast_step (see accelerate.py)."""
+    `fast_step` are train.precision, train.compile and train.fast_step (see accelerate.py); `log`
+    is train.log (e.g. ["tensorboard"]).  `observers` follow the run (see session.py), after
+    those the spec asks for."""
     if init_from is not None and resume is not None:
         raise SpecError("--init-from and --resume do not go together: --resume restores the run's own weights, "
                         "with everything else", hint="drop --init-from to continue the run, or --resume to start "
@@ -98,7 +103,7 @@ def train(spec, *, data=None, data_root=None, epochs=None, batch_size=None, lr=N
         out = out or resuming
     spec = load_spec(spec)
     cli = command_line_overrides(spec.data, data, epochs, batch_size, lr, seed, device, limit,
-                                 precision, compile, fast_step)
+                                 precision, compile, fast_step, log)
     checked = check(spec, overrides={**(overrides or {}), **cli})
     init = None if init_from is None else _initial_weights(checked, init_from)
     dist = Distributed.from_env()
@@ -108,6 +113,7 @@ def train(spec, *, data=None, data_root=None, epochs=None, batch_size=None, lr=N
     loader = dict(root=data_root, download=download)
     loop = GanLoop(checked, folder, loader, progress) if checked.train.is_gan else \
         Trainer(checked, folder, dist, loader, progress, init)
+    loop.session.observers += [*standard_observers(checked, folder), *observers]
     try:
         return loop.run(state, source)
     except (RuntimeError, OSError) as error:
@@ -237,7 +243,7 @@ class Trainer:
                 step_scheduler(self.scheduler, None)
             sums["count"] += 1
             session.step += 1
-            session.progress.step(i + 1, loss)
+            session.after_step(i + 1, {"train_loss": loss})
         self.accel.wait()                     # on a GPU, the steps still queued belong to this epoch
         train_seconds = time.perf_counter() - started
         count = sums["count"]
