@@ -285,7 +285,11 @@ def taken_names() -> dict:
     from torch import nn
     model = fx.GraphModule(nn.Module(), fx.Graph())
     python = set(dir(builtins)) | set(keyword.kwlist)
-    return {"module_attributes": sorted(set(dir(model)) - set(dir(object))),
+    # names starting with ___ are what a torch.compile earlier in the process adds to every
+    # module (guards' bookkeeping), not what a fresh model has: leaving them out keeps the
+    # catalog the same however the process got here
+    attributes = {name for name in dir(model) if not name.startswith("___")}
+    return {"module_attributes": sorted(attributes - set(dir(object))),
             "forward_globals": sorted(set(getattr(fx.graph, "_illegal_names", ())) - python)}
 
 

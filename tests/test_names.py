@@ -134,7 +134,8 @@ def rule_off(monkeypatch):
 
 def test_module_attributes_are_read_from_torch():
     gm = torch.fx.GraphModule(torch.nn.Module(), torch.fx.Graph())
-    assert set(dir(gm)) <= registry.MODULE_ATTRIBUTES
+    # a torch.compile earlier in the process adds ___ bookkeeping names to every module (not ours)
+    assert {name for name in dir(gm) if not name.startswith("___")} <= registry.MODULE_ATTRIBUTES
     assert {"to", "float", "cuda", "type", "eval", "forward", "training", "state_dict", "graph", "code",
             "meta"} <= registry.MODULE_ATTRIBUTES
 
