@@ -100,6 +100,14 @@ class GanLoop:
         return False
 
 
+def sample_image_shape(shape) -> tuple | None:
+    """(C, H, W) of a generated sample: the data's own, or MNIST's for a flat 784; None: no image."""
+    shape = tuple(shape)
+    if len(shape) == 3:
+        return shape
+    return (1, 28, 28) if math.prod(shape) == 784 else None
+
+
 def save_grid(gen, noise, image_shape, path, writer: bool = True) -> None:
     """Samples from fixed noise, mapped from [-1, 1] (tanh) to pixels, as one PNG grid."""
     if not writer:
@@ -110,7 +118,7 @@ def save_grid(gen, noise, image_shape, path, writer: bool = True) -> None:
     with torch.no_grad():
         samples = gen(noise).float().cpu()
     gen.train(was_training)
-    shape = image_shape if len(image_shape) == 3 else (1, 28, 28) if math.prod(image_shape) == 784 else None
+    shape = sample_image_shape(image_shape)
     if shape is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)

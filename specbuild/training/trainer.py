@@ -111,9 +111,10 @@ def train(spec, *, data=None, data_root=None, epochs=None, batch_size=None, lr=N
         refuse_unsupported(checked)
     folder = RunFolder.create(out, checked.data["name"], writer=dist.is_writer, resuming=resuming)
     loader = dict(root=data_root, download=download)
+    following = [*standard_observers(checked, folder), *observers]    # a missing extra is refused before any data loads
     loop = GanLoop(checked, folder, loader, progress) if checked.train.is_gan else \
         Trainer(checked, folder, dist, loader, progress, init)
-    loop.session.observers += [*standard_observers(checked, folder), *observers]
+    loop.session.observers += following
     try:
         return loop.run(state, source)
     except (RuntimeError, OSError) as error:
