@@ -1,7 +1,9 @@
-"""`specbuild graph`: a spec's graph as Mermaid, Graphviz DOT, or a PNG.
+"""`specbuild graph`: a spec's graph as Mermaid, Graphviz DOT, or a PNG; and as SVG for
+the run report.
 
 The PNG is drawn with matplotlib (layers placed by topological generation), so
-no system Graphviz is needed.  Each network is drawn as its own cluster; node
+no system Graphviz is needed; the SVG shares that layout and is written by hand,
+so a report costs no matplotlib figure.  Each network is drawn as its own cluster; node
 labels carry the type and the inferred output shape.  A PNG is for what a person
 can read: `specbuild graph` refuses one of more than MAX_PNG_NODES nodes (the text
 formats have no limit), and `png_size` lowers the resolution so that no picture
@@ -10,6 +12,7 @@ exceeds MAX_PNG_PIXELS or MAX_PNG_SIDE.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from html import escape
 
 import networkx as nx
 
@@ -150,3 +153,76 @@ def to_png(drawing: Drawing, path: str, title: str = "") -> None:
         fig.savefig(path, dpi=dpi)
     finally:
         plt.close(fig)
+
+
+# the SVG's measures, in pixels: a label's width is guessed from its length (no font metrics here)
+SVG_CHAR, SVG_LINE, SVG_PAD, SVG_GAP_X, SVG_GAP_Y, SVG_TITLE = 7.0, 15.0, 8.0, 22.0, 34.0, 26.0
+
+
+def _box(label: str) -> tuple[float, float]:
+    lines = label.split("\n")
+    return max(len(line) for line in lines) * SVG_CHAR + 2 * SVG_PAD, len(lines) * SVG_LINE + 2 * SVG_PAD
+
+
+def to_svg(drawing: Drawing, title: str = "") -> str:
+    """The graph as one <svg> element for embedding in a page: to_png's layout, each network
+    beside the others, boxes sized to their labels.  Every label is escaped."""
+    parts, x0, height = [], 0.0, 0.0
+    several = len(drawing.networks) > 1
+    for net, dag in drawing.networks.items():
+        body, width, net_height = _network_svg(dag, x0, SVG_TITLE if several else 0.0)
+        if several:
+            parts.append(f'<text class="net" x="{x0 + width / 2:.1f}" y="16" text-anchor="middle">{escape(net)}</text>')
+        parts += body
+        x0 += width + SVG_GAP_X
+        height = max(height, net_height)
+    width = max(x0 - SVG_GAP_X, 1.0)
+    head = (f'<svg xmlns="http://www.w3.org/2000/svg" class="graph" width="{width:.0f}" height="{height:.0f}" '
+            f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{escape(title or "graph")}">'
+            f'<title>{escape(title or "graph")}</title>'
+            '<defs><marker id="sb-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+            'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>')
+    return head + "".join(parts) + "</svg>"
+
+
+def _network_svg(dag: nx.DiGraph, x0: float, top: float) -> tuple[list, float, float]:
+    """(SVG elements, width, height) of one network drawn from x0 across and `top` down."""
+    pos = _layout(dag)
+    boxes = {n: _box(data["label"]) for n, data in dag.nodes(data=True)}
+    if not pos:
+        return [], 0.0, top
+    widest = max(w for w, _ in boxes.values())
+    unit_x, unit_y = widest + SVG_GAP_X, max(h for _, h in boxes.values()) + SVG_GAP_Y
+    low, high = min(x for x, _ in pos.values()), max(x for x, _ in pos.values())
+    # an edge past whole generations leaves its box by the side and bows around the boxes
+    # between: the further it goes, the wider, so nested skips (a U-Net's) do not cross
+    reach = {(a, b): 30 + 14 * (pos[a][1] - pos[b][1] - 2) for a, b in dag.edges if pos[a][1] - pos[b][1] > 1}
+    margin = max([0.75 * r for r in reach.values()] + [0.0])
+    centre = {n: (x0 + margin + (x - low) * unit_x + widest / 2, top + -y * unit_y + unit_y / 2)
+              for n, (x, y) in pos.items()}
+    width = (high - low) * unit_x + widest + 2 * margin
+    height = top + (max(-y for _, y in pos.values()) + 1) * unit_y
+    out = []
+    for a, b in dag.edges:
+        (xa, ya), (xb, yb) = centre[a], centre[b]
+        if (a, b) in reach:
+            side = 1 if pos[a][0] >= (low + high) / 2 else -1
+            xa, xb = xa + side * boxes[a][0] / 2, xb + side * boxes[b][0] / 2
+            turn = (max(xa, xb) if side > 0 else min(xa, xb)) + side * reach[a, b]
+            path = f"M{xa:.1f},{ya:.1f} C{turn:.1f},{ya:.1f} {turn:.1f},{yb:.1f} {xb:.1f},{yb:.1f}"
+        else:
+            path = f"M{xa:.1f},{ya + boxes[a][1] / 2:.1f} L{xb:.1f},{yb - boxes[b][1] / 2:.1f}"
+        out.append(f'<path class="edge" d="{path}" fill="none" stroke="#555" stroke-width="1.2" '
+                   'marker-end="url(#sb-arrow)"/>')
+    colours = {"input": "#d8ecff", "output": "#ffe9c7", "layer": "#eeeeee"}
+    for n, data in dag.nodes(data=True):
+        (x, y), (w, h) = centre[n], boxes[n]
+        rx = h / 2 if data["kind"] in ("input", "output") else 5
+        out.append(f'<g class="node {data["kind"]}"><rect x="{x - w / 2:.1f}" y="{y - h / 2:.1f}" width="{w:.1f}" '
+                   f'height="{h:.1f}" rx="{rx:.1f}" fill="{colours[data["kind"]]}" stroke="#333"/>')
+        lines = data["label"].split("\n")
+        first = y - (len(lines) - 1) * SVG_LINE / 2
+        spans = "".join(f'<tspan x="{x:.1f}" y="{first + i * SVG_LINE:.1f}">{escape(line)}</tspan>'
+                        for i, line in enumerate(lines))
+        out.append(f'<text text-anchor="middle" dominant-baseline="central">{spans}</text></g>')
+    return out, width, height

@@ -86,7 +86,7 @@ class GanLoop:
                                       f"step {i + 1}; {session.folder.kept()}")
             running["sums"] += step
             session.step += 1
-            session.after_step(i + 1, {"d_loss": loss_d, "g_loss": loss_g})
+            session.after_step(i + 1, {"d_loss": loss_d.detach(), "g_loss": loss_g.detach()})
         means = (running["sums"] / max(n_batches, 1)).tolist()
         save_grid(self.gen, self.fixed_noise, self.image_shape,
                   session.folder.path / "samples" / f"epoch_{epoch + 1:03d}.png", session.folder.writer)

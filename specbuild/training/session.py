@@ -191,12 +191,23 @@ class Session:
         self.observers: list = []      # see the module docstring
 
     def notify(self, event: str, *args) -> None:
-        """Call `event` on every observer that has it (the writing rank only)."""
-        if self.dist.is_writer:
-            for observer in self.observers:
-                method = getattr(observer, event, None)
-                if method is not None:
-                    method(self, *args)
+        """Call `event` on every observer that has it (the writing rank only).  At the run's end
+        an observer that fails is a note: the run's own outcome (an error in flight, or a
+        finished run) must stand, and the other observers still get their turn."""
+        if not self.dist.is_writer:
+            return
+        for observer in self.observers:
+            method = getattr(observer, event, None)
+            if method is None:
+                continue
+            if event != "run_end":
+                method(self, *args)
+                continue
+            try:
+                method(self, *args)
+            except Exception as error:
+                self.progress.note(f"note: {type(observer).__name__} failed at the run's end "
+                                   f"({type(error).__name__}: {error})")
 
     def after_step(self, done: int, scalars: dict) -> None:
         """A step is done: the progress bar shows the first scalar; observers get them all."""

@@ -244,7 +244,7 @@ class Trainer:
                 step_scheduler(self.scheduler, None)
             sums["count"] += 1
             session.step += 1
-            session.after_step(i + 1, {"train_loss": loss})
+            session.after_step(i + 1, {"train_loss": loss.detach()})
         self.accel.wait()                     # on a GPU, the steps still queued belong to this epoch
         train_seconds = time.perf_counter() - started
         count = sums["count"]
