@@ -10,6 +10,9 @@
       best.pt          the checkpoint of the best epoch by the monitored metric
       curves.png       training curves
       samples/         GAN sample grids, one per epoch
+      tensorboard/     event files, with train.log: [tensorboard] (tensorboard.py)
+      environment.json where the run ran; evaluation.json: how it ended, class figures (run_facts.py)
+      report.html      all of it on one self-contained page (specbuild/report/)
 
 Only one process writes it (rank 0 under torchrun).  The folder is made by the
 first write, once training starts, so a run that fails to start leaves nothing.
