@@ -13,8 +13,10 @@ importing only the stages below it (docs/architecture.md):
     spec/       text -> checked spec
     compiler/   checked spec -> torch.fx GraphModule; summary; pictures
     data/       data sets as preloaded tensors
+    report/     a run or tune folder as one self-contained report.html
     training/   the loops, objectives, optimizers, metrics, checkpoints, predict
     export/     a model as a Python file, pt2, ONNX or TorchScript; a module as a spec
+    tune/       hyperparameter search: trials are runs, on Optuna
     cli/        the `specbuild` command
 """
 from .errors import Problem, SpecError

@@ -207,7 +207,8 @@ def _train_defs() -> dict:
                           "allOf": _dispatch(def_name, catalog[group])}
         for name, entry in catalog[group].items():
             defs[f"{def_name}.{name}"] = _args_def(entry["args"], registry.FILLED_BY_TRAINER.get(name, ()), {"type": True, **extra})
-    defs["tune"] = {"type": "object", "description": "A hyperparameter search: `specbuild tune` (docs/tuning.md)."}
+    from .tune_checks import tune_schema     # the tune section's schema lives with its checks
+    defs["tune"] = tune_schema()
     for name in ("train", "data"):   # a number or flag of train: may be a ${...} too, as layer arguments may
         _allow_variables(defs[name])
     return defs

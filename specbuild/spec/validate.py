@@ -14,6 +14,7 @@ from .loader import Spec, load_spec
 from .node_checks import args_of, node_problems, relation_problems, schema_problems
 from .schema_errors import node_name, wide_integers
 from .train_config import TrainConfig, parse_train
+from .tune_checks import tune_problems
 from .variables import apply_overrides, substitute
 
 
@@ -61,6 +62,8 @@ def check(spec, *, overrides: dict | None = None, shapes: bool = True) -> Checke
     if not _has_errors(problems):
         from .lint import lint
         problems += lint(checked)
+    if not _has_errors(problems) and "tune" in data:     # each search-space value, checked as an override
+        problems += tune_problems(checked, overrides or {}, check, shapes)
     for problem in problems:
         if problem.node is None:
             problem.node = node_name(data, problem.key)[0]

@@ -20,8 +20,9 @@ ANY = re.compile(r"\$\{([^}]*)\}")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 INDEX = re.compile(r"^[0-9]+$")
 # the keys a spec's top level may hold (docs/spec-format.md); a plain --set of one is not a param
-TOP_LEVEL = ("specbuild", "name", "doc", "params", "inputs", "layers", "outputs", "blocks", "networks", "train")
-SECTIONS = ("params", "inputs", "layers", "blocks", "networks", "train")
+TOP_LEVEL = ("specbuild", "name", "doc", "params", "inputs", "layers", "outputs", "blocks", "networks", "train",
+             "tune")
+SECTIONS = ("params", "inputs", "layers", "blocks", "networks", "train", "tune")
 
 
 def parse_assignment(text: str) -> tuple[str, object]:
@@ -92,7 +93,8 @@ def _set_param(data: dict, key: str, value, shown: str) -> Problem | None:
         if key in data and not isinstance(data[key], (dict, list)) or key in TOP_LEVEL and key not in SECTIONS:
             hint = f"`{key}` is a part of the spec, not a param: edit it in the spec file"
         elif key in data or key in TOP_LEVEL:
-            example = {"train": "train.epochs=3", "layers": "layers.0.out_features=64"}.get(key, f"{key}.KEY=VALUE")
+            example = {"train": "train.epochs=3", "layers": "layers.0.out_features=64",
+                       "tune": "tune.trials=10"}.get(key, f"{key}.KEY=VALUE")
             hint = (f"`{key}` is a part of the spec, not a param; set a value inside it with a dotted key, "
                     f"e.g. --set {example}")
         else:
