@@ -173,6 +173,7 @@ def test_a_failing_trial_is_marked_failed_and_a_bad_one_pruned_while_the_study_g
     assert slow["epochs"] == 1 and slow["value"] < good["value"]         # stopped after its first epoch
     assert len(json.loads((out / "trials" / "002" / "metrics.jsonl").read_text().splitlines()[0])) > 0
     assert len((out / "trials" / "002" / "metrics.jsonl").read_text().splitlines()) == 1
+    assert "trial pruned after epoch 1: val_accuracy" in (out / "trials" / "002" / "train.log").read_text()
     notes = json.loads((out / "trials.json").read_text())["notes"]
     assert any("2 completed trials" in note for note in notes)        # one completed: no importances
     assert not (out / "importances.png").exists() and (out / "history.png").exists()

@@ -83,7 +83,10 @@ class TrialRunner:
                 train(self.spec, overrides=overrides, out=str(out), data=options.get("data"),
                       data_root=options.get("data_root"), limit=options.get("limit"), epochs=options.get("epochs"),
                       device=options.get("device"), progress=Progress(log, live=False), observers=[reporter])
-            except (optuna.TrialPruned, MetricMissing):
+            except optuna.TrialPruned as pruned:
+                log.write(f"trial {pruned}\n")          # the run's own log says why it ended early
+                raise
+            except MetricMissing:
                 raise
             except TrainingStopped as stop:
                 if stop.exit_code == 130:
