@@ -391,6 +391,19 @@ def test_the_checkpoint_itself_is_never_overwritten(checkpoint, tmp_path):
     assert copy.read_bytes() == checkpoint.read_bytes()
 
 
+def test_an_export_never_replaces_another_checkpoint(checkpoint, tmp_path, monkeypatch):
+    """torchscript's default name is <spec name>.pt: in a folder holding a run's checkpoint of that
+    name, the export is refused rather than replacing the run; a plain state_dict file is fair game."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fnn.pt").write_bytes(checkpoint.read_bytes())
+    with pytest.raises(specbuild.SpecError, match="holds a training checkpoint"):
+        export_model(REPO / "specs" / "fnn.yaml", "torchscript")
+    assert (tmp_path / "fnn.pt").read_bytes() == checkpoint.read_bytes()
+    torch.save({"w": torch.zeros(1)}, tmp_path / "fnn.pt")
+    assert export_model(REPO / "specs" / "fnn.yaml", "torchscript") == Path("fnn.pt")
+    assert isinstance(torch.jit.load(tmp_path / "fnn.pt"), torch.jit.ScriptModule)
+
+
 def test_a_state_dict_is_no_checkpoint(tmp_path):
     path = tmp_path / "weights.pt"
     torch.save(build_model(REPO / "specs" / "fnn.yaml").state_dict(), path)

@@ -135,8 +135,22 @@ def write(source: Source, to: str, out=None) -> Path:
                         hint="create the folder first, or give another path")
     if source.file is not None and path.exists() and os.path.samefile(path, source.file):
         raise SpecError(f"cannot write {path}: it is the file exported from", hint="give another output file")
+    if path.suffix in CHECKPOINT_SUFFIXES and _is_checkpoint(path):     # torchscript's .pt over a run's last.pt
+        raise SpecError(f"cannot write {path}: it holds a training checkpoint, which the export would replace",
+                        hint="give another output file with -o, or move the checkpoint first")
     _WRITERS[to](source, path)
     return path
+
+
+def _is_checkpoint(path: Path) -> bool:
+    """Whether an existing file is a specbuild checkpoint (spec + weights), read without running it."""
+    if not path.is_file():
+        return False
+    try:
+        read_checkpoint(path)
+    except SpecError:
+        return False
+    return True
 
 
 # --- example inputs --------------------------------------------------------------------------
