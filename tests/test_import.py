@@ -17,7 +17,7 @@ import specbuild
 from cli_runner import run_cli
 from conftest import REPO, SHIPPED_SPECS
 from specbuild.errors import SpecError
-from specbuild.export.spec_yaml import spec_yaml
+from specbuild.spec.spec_yaml import spec_yaml
 from specbuild.spec.validate import check
 
 SMALL = {"input_dim": 16, "num_heads": 2, "num_layers": 1, "seq_len": 12, "image_size": 64}

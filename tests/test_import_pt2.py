@@ -16,7 +16,7 @@ from cli_runner import run_cli
 from conftest import REPO
 from specbuild.errors import SpecError
 from specbuild.export.from_exported import spec_from_exported
-from specbuild.export.spec_yaml import spec_yaml
+from specbuild.spec.spec_yaml import spec_yaml
 from specbuild.spec.validate import check
 
 

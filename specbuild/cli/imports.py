@@ -38,7 +38,7 @@ def add_import_command(sub) -> None:
 
 
 def _import(args) -> int:
-    from ..export.spec_yaml import spec_yaml
+    from ..spec.spec_yaml import spec_yaml
     from ..spec.validate import check
     from .train import emit
     doc = f"Imported by `specbuild import` from {args.source}."

@@ -9,7 +9,7 @@ hand-written module as a spec.
 `formats.py` holds the formats (`python`, `pt2`, `onnx`, `torchscript`), the example inputs and
 the writing; `failures.py` turns torch's refusal to export into a SpecError naming the spec's
 node; `python_code.py` (with python_classes, python_scope, python_format) writes the standalone
-Python file.  `from_module.py` (with trace, module_args, merge, spec_yaml) turns a module into
+Python file.  `from_module.py` (with trace, module_args, merge) turns a module into
 a spec; `from_exported.py` (with aten_ops) an ExportedProgram (`.pt2`), through the same merge.  The stage sits beside training/ (docs/architecture.md): it imports compiler/, spec/
 and the ground floor.
 """

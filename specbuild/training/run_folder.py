@@ -29,9 +29,9 @@ import os
 import time
 from pathlib import Path
 
-import yaml
 
 from ..errors import SpecError
+from ..spec.spec_yaml import spec_yaml
 from .checkpoint import CheckpointError, copy_checkpoint, load_checkpoint, remove_stray_temps, save_checkpoint
 
 RUN_FILES = ("last.pt", "metrics.jsonl")     # a folder holding one of these holds a run
@@ -109,7 +109,7 @@ class RunFolder:
             self._make()
             where = " ".join(str(self.init_from).splitlines())     # a comment is one line
             head = f"# the weights started from {where} (--init-from)\n" if self.init_from else ""
-            _atomic_text(self.path / "spec.yaml", head + yaml.safe_dump(data, sort_keys=False))
+            _atomic_text(self.path / "spec.yaml", head + spec_yaml(data))
 
     def write_history(self, history: list[dict]) -> None:
         """Rewrite the metrics files from the whole history (a resumed run continues them)."""

@@ -16,9 +16,8 @@ import math
 import os
 import warnings
 
-import yaml
 
-from ..export.spec_yaml import spec_yaml
+from ..spec.spec_yaml import spec_yaml
 from ..spec.tune_checks import TuneConfig, without_tune
 from ..spec.variables import apply_overrides
 from .trial import format_value
@@ -104,10 +103,8 @@ def write_best(spec, summary: dict, folder, overrides: dict, options_text: str) 
     ran = f"; its runs had {options_text}" if options_text else ""
     head = (f"# best trial of study {summary['study']}: trial {best['number']}{source}, "
             f"{summary['metric']} {best['value']:.4f} ({summary['direction']}){ran}\n")
-    model = spec_yaml({k: v for k, v in data.items() if k != "train"})      # a layer a line
-    train = yaml.safe_dump({"train": data["train"]}, sort_keys=False, default_flow_style=None) if "train" in data else ""
     path = folder.path / "best.yaml"
-    _atomic(path, head + model + train)
+    _atomic(path, head + spec_yaml(data))
     return str(path)
 
 
