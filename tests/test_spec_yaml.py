@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from cli_runner import run_cli
 from specbuild.spec.loader import load_spec
@@ -54,6 +54,8 @@ def test_a_section_too_long_for_a_line_opens_up_and_a_short_one_stays_flow():
 
 @settings(max_examples=150, deadline=None)
 @given(st.text(max_size=300), st.lists(st.text(max_size=20), max_size=4))
+@example("\x85", [])                       # NEL: a line break to YAML, written raw it would read back as a space
+@example("caf\u00e9 \u2028 end\n", ["\ufeff"])
 def test_any_strings_read_back_the_same(doc, names):
     data = {"specbuild": 1, "name": "m", "doc": doc, "params": {f"p{i}": n for i, n in enumerate(names)},
             "inputs": {"x": [4]}, "layers": [{"name": "a", "type": "Linear", "out_features": 3}]}

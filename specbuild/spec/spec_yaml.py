@@ -28,7 +28,8 @@ def spec_yaml(spec: dict) -> str:
         same = yaml.safe_load(text) == _plain(spec)
     except yaml.YAMLError:
         same = False
-    return text if same else yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
+    # PyYAML's own layout, every character outside ASCII escaped, is the one that always reads back
+    return text if same else yaml.safe_dump(spec, sort_keys=False)
 
 
 def _entry(key, value, indent: str) -> list[str]:
