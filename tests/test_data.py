@@ -108,6 +108,15 @@ def test_idx_folder_in_torchvision_layout_and_cache(tmp_path):
     assert len(cached.test) == 4
 
 
+def test_image_sets_name_their_classes_where_torchvision_does(tmp_path):
+    write_mnist_folder(tmp_path / "FashionMNIST" / "raw", gz=False)
+    fashion = load_data("fashion-mnist", {"x": [1, 28, 28]}, root=str(tmp_path), download=False)
+    names = fashion.info["targets"]["label"]["names"]
+    assert len(names) == fashion.info["num_classes"] == 10 and names[0] == "T-shirt/top" and names[9] == "Ankle boot"
+    sample = load_data("mnist-sample", {"x": [1, 28, 28]}, download=False)
+    assert "names" not in sample.info["targets"]["label"]       # a digit's name is its id
+
+
 def test_truncated_idx_file_is_a_clear_error(tmp_path):
     write_mnist_folder(tmp_path, gz=False)
     path = tmp_path / "train-images-idx3-ubyte"

@@ -112,6 +112,19 @@ def test_the_confusion_matrix_is_the_last_epochs_model(runs):
     assert entry["classes"] == [str(i) for i in range(10)] and entry["epoch"] == 2
 
 
+def test_classes_the_data_set_names_are_shown_by_name(tmp_path, capsys):
+    from test_data import write_mnist_folder
+    write_mnist_folder(tmp_path / "data" / "FashionMNIST" / "raw", gz=False)
+    out = tmp_path / "fashion"
+    rc, _, err = run_cli(capsys, "train", REPO / "specs" / "fnn.yaml", "--data", "fashion-mnist", "--data-root",
+                         tmp_path / "data", "--no-download", "--epochs", 1, "--out", out)
+    assert rc == 0, err
+    [entry] = json.loads((out / "evaluation.json").read_text())["objectives"]
+    assert entry["classes"][0] == "T-shirt/top" and entry["classes"][9] == "Ankle boot"
+    page = (out / "report.html").read_text()
+    assert "T-shirt/top" in page and "Ankle boot" in page
+
+
 def test_a_multi_output_run_evaluates_its_class_head_only(runs):
     evaluation = json.loads((runs["multi_output"] / "evaluation.json").read_text())
     assert [(o["on"], o["target"]) for o in evaluation["objectives"]] == [("fc2", "label")]

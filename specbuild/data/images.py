@@ -38,6 +38,13 @@ IMAGE_SETS = {
     "cifar100": ("CIFAR100", False, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 100),
     "svhn": ("SVHN", False, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), 10),
 }
+# the classes' names, as torchvision's data sets give them (the digit sets' names are their ids)
+CLASS_NAMES = {
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"),
+    "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+}
 # where Debian's dataset packages install (apt-get install dataset-fashion-mnist)
 SYSTEM_DIRS = {"fashion-mnist": ["/usr/share/datasets/fashion-mnist"], "mnist": ["/usr/share/datasets/mnist"]}
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -103,9 +110,12 @@ def image_bundle(name, train_x, train_y, test_x, test_y, cfg, mean=None, std=Non
     parts = []
     for x, y, ink in ((train_x, train_y, ink_train), (test_x, test_y, ink_test)):
         parts.append(TensorData([x], {"label": y.long(), "ink": ((ink - ink_mean) / ink_std).unsqueeze(1)}))
+    label = class_target_info(train_y, classes)
+    if len(CLASS_NAMES.get(name, ())) == label["num_classes"]:     # what a report's confusion matrix shows
+        label["names"] = list(CLASS_NAMES[name])
     info = {"num_classes": classes, "task_hint": "classification", "description": description,
             "normalize": {"mode": mode, "mean": list(mean), "std": list(std)},
-            "targets": {"label": class_target_info(train_y, classes),
+            "targets": {"label": label,
                         "ink": {"kind": "regression", "shape": [1], "mean": ink_mean, "std": ink_std}}}
     return parts[0], parts[1], info
 
