@@ -4,7 +4,7 @@ at its own line and column."""
 import pytest
 
 from specbuild.errors import SpecError
-from specbuild.spec.train_config import Component, DataConfig, LossConfig, TrainConfig
+from specbuild.spec.train_config import Component, DataConfig, LossConfig, TrainConfig, objective_names
 from specbuild.spec.validate import check
 
 from conftest import REPO
@@ -103,3 +103,55 @@ def test_checkpoint_every_is_a_positive_step_count():
     with pytest.raises(SpecError) as caught:
         check(HEAD + "  checkpoint_every: 0\n")
     assert caught.value.problems[0].path == "train.checkpoint_every"
+
+
+def test_each_loss_has_its_own_metric_names_when_several_read_one_node():
+    assert objective_names([("fc2", None), ("fc3", "ink")]) == ["fc2", "fc3"]
+    assert objective_names([("fc2", "label"), ("fc2", "ink"), ("fc3", None)]) == ["fc2_label", "fc2_ink", "fc3"]
+    assert objective_names([("fc2", None), ("fc2", None)]) == ["fc2_1", "fc2_2"]
+    assert objective_names([("fc2", "label"), ("fc2", "label"), ("fc2", "ink")]) == ["fc2_1", "fc2_2", "fc2_ink"]
+
+
+TWO_LOSSES_ON_ONE_NODE = """\
+specbuild: 1
+name: two_heads_one_node
+inputs: {x: [1, 28, 28]}
+layers:
+  - {type: flatten}
+  - {name: fc1, type: Linear, out_features: 32}
+  - {type: relu}
+  - {name: fc2, type: Linear, out_features: 10}
+outputs: fc2
+train:
+  data: {dataset: mnist-sample, limit: 64}
+  loss:
+    - {type: CrossEntropyLoss, on: fc2, target: label}
+    - {type: MultiMarginLoss, on: fc2, target: label, weight: 0.5}
+  optimizer: {type: Adam, lr: 0.001}
+  metrics: [accuracy]
+  epochs: 1
+tune:
+  metric: val_fc2_2_accuracy
+  trials: 2
+  space:
+    train.optimizer.lr: {choice: [0.001, 0.01]}
+"""
+
+
+def test_two_losses_on_one_node_report_both_not_one_over_the_other(tmp_path):
+    from specbuild.training.trainer import train
+    checked = check(TWO_LOSSES_ON_ONE_NODE)                 # the tune section's metric is one of its columns
+    assert not [w for w in checked.warnings if "metric" in w.message]
+    row = train(TWO_LOSSES_ON_ONE_NODE, out=tmp_path / "run", progress=_quiet()).history[0]
+    assert {"val_fc2_1_loss", "val_fc2_1_accuracy", "val_fc2_2_loss", "val_fc2_2_accuracy"} <= set(row)
+    assert row["val_fc2_1_loss"] != row["val_fc2_2_loss"]    # cross-entropy and the margin loss, each its own
+    assert row["val_fc2_1_accuracy"] == row["val_fc2_2_accuracy"]    # one node: one argmax
+    bad = TWO_LOSSES_ON_ONE_NODE.replace("metric: val_fc2_2_accuracy", "metric: val_fc2_accuracy")
+    with pytest.raises(SpecError, match="val_fc2_accuracy"):
+        check(bad)
+
+
+def _quiet():
+    import io
+    from specbuild.training.progress import Progress
+    return Progress(io.StringIO())

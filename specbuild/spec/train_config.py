@@ -122,6 +122,23 @@ def parse_train(train, graphs, spec, problems: list[Problem]) -> TrainConfig:
     return config
 
 
+def objective_names(reads: list[tuple[str, str | None]]) -> list[str]:
+    """The names that prefix each loss's metric columns (`val_<name>_accuracy`), from (the node
+    it reads, its `target:` as written): the node's name, unless several losses read that node;
+    then the node and its target (`fc2_label`) where their targets differ, else the node and the
+    loss's position among them (`fc2_1`, `fc2_2`), so no loss's figures overwrite another's."""
+    names = []
+    for i, (on, target) in enumerate(reads):
+        same = [j for j, (other, _) in enumerate(reads) if other == on]
+        if len(same) == 1:
+            names.append(on)
+        elif target is not None and [reads[j][1] for j in same].count(target) == 1:
+            names.append(f"{on}_{target}")
+        else:
+            names.append(f"{on}_{same.index(i) + 1}")
+    return names
+
+
 def _data(raw) -> DataConfig:
     options = dict(raw) if isinstance(raw, dict) else {"dataset": raw}
     batch_size = int(options.pop("batch_size", DEFAULT_BATCH))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .. import registry
 from ..errors import Problem, SpecError, did_you_mean
 from .source_map import Spec
+from .train_config import objective_names
 
 KINDS = ("loguniform", "uniform", "int", "choice")
 # pruner -> the options it takes (Optuna's arguments of the same names)
@@ -198,9 +199,11 @@ def metric_columns(checked) -> set[str]:
     if train.is_gan:
         return set(GAN_COLUMNS)
     metrics = train.metrics or registry.METRIC_NAMES
-    ons = [loss.on for loss in train.losses]
-    if len(ons) > 1:
-        return {"train_loss", "val_loss"} | {f"val_{on}_{m}" for on in ons for m in ("loss", *metrics)}
+    if len(train.losses) > 1:       # a loss without on: reads the model's only output
+        graphs = list(checked.graphs.networks.values())
+        only = graphs[0].output_names()[0] if len(graphs) == 1 and len(graphs[0].output_names()) == 1 else None
+        names = objective_names([(loss.on or only, loss.target) for loss in train.losses])
+        return {"train_loss", "val_loss"} | {f"val_{name}_{m}" for name in names for m in ("loss", *metrics)}
     return {"train_loss", "val_loss"} | {f"val_{m}" for m in metrics}
 
 

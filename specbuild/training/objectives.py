@@ -23,7 +23,7 @@ from ..errors import SpecError, did_you_mean
 from ..data.tensors import DataError
 from ..resolve import resolve_target
 from ..spec.loader import format_path
-from ..spec.train_config import LossConfig
+from ..spec.train_config import LossConfig, objective_names
 
 CLASSIFICATION_LOSSES = {"CrossEntropyLoss", "NLLLoss", "MultiMarginLoss"}
 BINARY_LOSSES = {"BCELoss", "BCEWithLogitsLoss"}
@@ -43,7 +43,7 @@ def probability_nodes(objectives: list, graph) -> set:
 
 @dataclass
 class Objective:
-    name: str               # how metrics are prefixed when there are several: the node name
+    name: str               # how metrics are prefixed when there are several: the node's name (objective_names)
     loss: torch.nn.Module
     type: str
     on: str
@@ -112,6 +112,7 @@ def build_objectives(config, graph, data_info: dict) -> list[Objective]:
     outputs = graph.output_names()
     targets = data_info.get("targets") or {}
     objectives = []
+    reads = []
     for entry in losses:
         on = entry.on
         if on is None:
@@ -126,6 +127,9 @@ def build_objectives(config, graph, data_info: dict) -> list[Objective]:
                             hint=did_you_mean(target, targets) or "its targets: " + ", ".join(targets)
                             + ", or `input` for reconstruction")
         objectives.append(make_objective(entry, on, target, kind))
+        reads.append((on, entry.target))
+    for objective, name in zip(objectives, objective_names(reads)):
+        objective.name = name
     return objectives
 
 
