@@ -207,3 +207,24 @@ def test_labels_past_the_vocabulary_are_a_clear_error(tmp_path, capsys):
                          r"scores \(labels 0 to 63\) — give 'head' (\d+) outputs, or use data whose labels fit", err.strip())
     assert match and int(match[2]) == int(match[1]) + 1, err
     assert not (tmp_path / "run").exists()
+
+
+def test_predict_gives_a_class_at_every_position(tmp_path, capsys):
+    """A language model's scores are [T, V] per sample: predict names the next token at each position
+    (the argmax over the vocabulary), not one argmax over all T x V numbers."""
+    import json
+    import specbuild
+    spec = write_text(tmp_path, BIGRAM.replace("samples: 1600", "samples: 64").replace("epochs: 2", "epochs: 1"))
+    assert run_cli(capsys, "train", spec, "--out", tmp_path / "run", "--device", "cpu")[0] == 0
+    ids = np.random.default_rng(3).integers(0, 64, (2, 32))
+    np.savez(tmp_path / "ids.npz", idx=ids)
+    rc, out, err = run_cli(capsys, "predict", tmp_path / "run" / "last.pt", tmp_path / "ids.npz", "--format", "json")
+    assert rc == 0, err
+    rows = json.loads(out)
+    model = specbuild.build_model(spec, weights=tmp_path / "run" / "last.pt").eval()
+    with torch.no_grad():
+        expected = model(torch.from_numpy(ids)).argmax(-1).tolist()
+    assert [row["class"] for row in rows] == expected and all(len(c) == 32 for c in expected)
+    assert set(rows[0]) == {"source", "class"}                  # no 2,048 score columns
+    rc, out, _ = run_cli(capsys, "predict", tmp_path / "run" / "last.pt", tmp_path / "ids.npz")
+    assert out.splitlines()[1] == "ids.npz[0]," + " ".join(map(str, expected[0]))

@@ -10,7 +10,9 @@ shapes and dtypes (token ids must be whole numbers within the Embedding's table)
 Columns: `source`, then per output (prefixed by its key when there are several)
 `class` for a classifier's output (the argmax of its scores, or probability >= 0.5
 for one binary score), then `p0`, `p1`... when the output is probabilities, else
-the raw values `0`, `1`... (or `value` for one number).
+the raw values `0`, `1`... (or `value` for one number).  A classifier scoring every
+position (a language model's [T, V]) gets one class per position instead: a list in
+JSON, the ids separated by spaces in CSV.
 """
 from __future__ import annotations
 
@@ -60,8 +62,12 @@ def predict(checkpoint: str, inputs: list[str], *, device="auto") -> list[dict]:
         row = {"source": source}
         for key, (value, node_name) in named.items():
             prefix = "" if len(named) == 1 else f"{key}_"
-            row.update(_columns(value[i].float().cpu().reshape(-1), prefix, graph.nodes.get(node_name),
-                                kinds.get(node_name)))
+            kind, classes = kinds.get(node_name, (None, None))
+            per_position = _per_position_classes(value[i], kind, classes)
+            if per_position is not None:
+                row[prefix + "class"] = per_position
+                continue
+            row.update(_columns(value[i].float().cpu().reshape(-1), prefix, graph.nodes.get(node_name), kind))
         rows.append(row)
     return rows
 
@@ -82,14 +88,27 @@ def _columns(sample: torch.Tensor, prefix: str, node, kind: str | None) -> dict:
     return row
 
 
+def _per_position_classes(sample: torch.Tensor, kind: str | None, classes: int | None) -> list[int] | None:
+    """A classifier's class at every position of one sample's scores ([T, C], or torch's [C, T]),
+    where the sample has positions; None for scores of the sample as a whole."""
+    if kind != "classification" or not classes or sample.dim() < 2:
+        return None
+    dim = -1 if sample.shape[-1] == classes else 0 if sample.shape[0] == classes else None
+    return None if dim is None else sample.argmax(dim).reshape(-1).tolist()
+
+
 def _output_kinds(checked, graph, state) -> dict:
-    """node name -> the kind of the loss that trained it ("classification", "binary"...): a node a
-    classifier's loss reads gives class scores even where no softmax follows it."""
+    """node name -> (the kind of the loss that trained it, "classification", "binary"..., and its
+    target's class count): a node a classifier's loss reads gives class scores even where no
+    softmax follows it."""
+    info = state.get("data_info") or {}
     try:
-        objectives = build_objectives(checked.train, graph, state.get("data_info") or {})
+        objectives = build_objectives(checked.train, graph, info)
     except Exception:       # noqa: BLE001 - an old or unusual checkpoint: predict without class columns
         return {}
-    return {o.on: o.kind for o in objectives if o.kind in CLASS_KINDS}
+    targets = info.get("targets") or {}
+    return {o.on: (o.kind, (targets.get(o.target) or {}).get("num_classes")) for o in objectives
+            if o.kind in CLASS_KINDS}
 
 
 def _read_inputs(paths: list[str], spec_in: list, data_info: dict):
@@ -176,5 +195,5 @@ def write_predictions(rows: list[dict], fmt: str) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: " ".join(map(str, v)) if isinstance(v, list) else v for k, v in r.items()} for r in rows)
     return out.getvalue()
