@@ -67,6 +67,23 @@ _LAYER_BOUNDS = {
     "SyncBatchNorm": {"eps": {"exclusiveMinimum": 0}},
     "CosineSimilarity": {"eps": {"minimum": 0}},
     "CELU": {"alpha": {"not": {"const": 0}}},
+    # losses come through the same table
+    "CrossEntropyLoss": {"label_smoothing": {"maximum": 1}},
+    "HuberLoss": {"delta": {"exclusiveMinimum": 0}},
+    "SmoothL1Loss": {"beta": {"minimum": 0}},
+    "MultiMarginLoss": {"p": {"enum": [1, 2]}},
+}
+# a value outside these makes torch's scheduler raise, when built or at a step (ZeroDivisionError)
+_SCHEDULER_BOUNDS = {
+    "StepLR": {"step_size": {"minimum": 1}},
+    "CosineAnnealingLR": {"T_max": {"minimum": 1}},
+    "CosineAnnealingWarmRestarts": {"T_0": {"minimum": 1}, "T_mult": {"minimum": 1}},
+    "CyclicLR": {"step_size_up": {"exclusiveMinimum": 0}},
+    "OneCycleLR": {"pct_start": {"exclusiveMinimum": 0, "maximum": 1}, "div_factor": {"exclusiveMinimum": 0}},
+    "ReduceLROnPlateau": {"factor": {"exclusiveMaximum": 1}},
+    "LinearLR": {"start_factor": {"exclusiveMinimum": 0, "maximum": 1}, "end_factor": {"minimum": 0, "maximum": 1}},
+    "ConstantLR": {"factor": {"exclusiveMinimum": 0, "maximum": 1}},      # 0: its last step divides by it
+    "PolynomialLR": {"power": {"minimum": 0}},
 }
 _OPTIMIZER_BOUNDS = {
     "*": {"lr": {"minimum": 0}, "eps": {"minimum": 0}, "weight_decay": {"minimum": 0}, "momentum": {"minimum": 0},
@@ -262,7 +279,8 @@ def build_catalog() -> dict:
     optimizers = {name: {"target": f"torch.optim.{name}", "args": _bounded(name, describe_args(cls), _OPTIMIZER_BOUNDS)}
                   for name, cls in _classes(torch.optim, torch.optim.Optimizer) if name != "Optimizer"}
     sched_base = torch.optim.lr_scheduler.LRScheduler
-    schedulers = {name: {"target": f"torch.optim.lr_scheduler.{name}", "args": describe_args(cls)}
+    schedulers = {name: {"target": f"torch.optim.lr_scheduler.{name}",
+                         "args": _bounded(name, describe_args(cls), _SCHEDULER_BOUNDS)}
                   for name, cls in _classes(torch.optim.lr_scheduler, sched_base)
                   if name not in {"LRScheduler", "_LRScheduler", "ChainedScheduler", "SequentialLR",
                                  "LambdaLR", "MultiplicativeLR"}}  # these take Python callables

@@ -245,13 +245,69 @@ def test_every_optimizer_bound_is_torchs(name, arg, bounds):
     build(near)
 
 
+# the arguments a scheduler needs besides the bounded one, and a loss's inputs
+SCHEDULER_BASE = {"CyclicLR": {"base_lr": 0.01, "max_lr": 0.1}, "OneCycleLR": {"max_lr": 0.1, "total_steps": 20},
+                  "CosineAnnealingWarmRestarts": {"T_0": 2}}
+SCORES, CLASSES = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+
+
+def _run_scheduler(name, args):
+    """Build the scheduler and take a few steps: some of torch's refusals come only at a step."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scheduler = getattr(torch.optim.lr_scheduler, name)(optimizer, **{**SCHEDULER_BASE.get(name, {}), **args})
+        for _ in range(6):          # past PolynomialLR's 5 steps, where a negative power divides by 0
+            optimizer.step()
+            scheduler.step(1.0) if name == "ReduceLROnPlateau" else scheduler.step()
+
+
+def _run_loss(name, args):
+    loss = getattr(torch.nn, name)(**args)
+    return loss(SCORES, CLASSES) if name in ("CrossEntropyLoss", "MultiMarginLoss") else loss(SCORES, SCORES)
+
+
+@pytest.mark.parametrize("name, arg, bounds", _bounded_args("schedulers"),
+                         ids=[f"{n}.{a}" for n, a, _ in _bounded_args("schedulers")])
+def test_every_scheduler_bound_is_torchs(name, arg, bounds):
+    far, near = _far(bounds)
+    integer = registry.CATALOG["schedulers"][name]["args"][arg]["schema"].get("type") == "integer"
+    far, near = (int(far - 0.5), int(near)) if integer and "minimum" in bounds else (far, near)
+    with pytest.raises((ValueError, ZeroDivisionError)):
+        _run_scheduler(name, {arg: far})
+    _run_scheduler(name, {arg: near})
+
+
+LOSS_BOUNDS = [(n, a, b) for n, a, b in _bounded_args("losses")]
+
+
+@pytest.mark.parametrize("name, arg, bounds", LOSS_BOUNDS, ids=[f"{n}.{a}" for n, a, _ in LOSS_BOUNDS])
+def test_every_loss_bound_is_torchs(name, arg, bounds):
+    far, near = _far(bounds)
+    with pytest.raises((RuntimeError, ValueError)):
+        _run_loss(name, {arg: far})
+    _run_loss(name, {arg: near})
+
+
+@pytest.mark.parametrize("p, fine", [(1, True), (2, True), (3, False)])
+def test_multi_margin_loss_takes_p_1_or_2_as_torch_does(p, fine):
+    entry = registry.CATALOG["losses"]["MultiMarginLoss"]["args"]["p"]["schema"]
+    assert (p in entry["enum"]) == fine
+    if fine:
+        _run_loss("MultiMarginLoss", {"p": p})
+    else:
+        with pytest.raises(ValueError, match="only p == 1 and p == 2"):
+            _run_loss("MultiMarginLoss", {"p": p})
+
+
 def test_the_bound_tables_name_real_arguments():
-    for table, group in ((catalog_gen._LAYER_BOUNDS, "layers"), (catalog_gen._OPTIMIZER_BOUNDS, "optimizers")):
+    for table, groups in ((catalog_gen._LAYER_BOUNDS, ("layers", "losses")), (catalog_gen._OPTIMIZER_BOUNDS,
+                          ("optimizers",)), (catalog_gen._SCHEDULER_BOUNDS, ("schedulers",))):
         for pattern, bounds in table.items():
-            matched = [n for n in registry.CATALOG[group] if fnmatch.fnmatchcase(n, pattern)]
+            matched = [(g, n) for g in groups for n in registry.CATALOG[g] if fnmatch.fnmatchcase(n, pattern)]
             assert matched, pattern
             for arg in bounds:
-                assert any(arg in registry.CATALOG[group][n]["args"] for n in matched), (pattern, arg)
+                assert any(arg in registry.CATALOG[g][n]["args"] for g, n in matched), (pattern, arg)
 
 
 RELATION_BREAKS = {   # type -> what torch does with a value ARG_RELATIONS refuses

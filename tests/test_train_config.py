@@ -74,6 +74,11 @@ BAD = [
      "<spec>:8:34: train.loss.on (CrossEntropyLoss): loss `on:` names 'fcc', which is no layer — did you mean 'fc'?"),
     (HEAD + "  loss:\n    - {type: MSELoss, on: fc}\n    - {type: L1Loss, on: fx}\n",
      "<spec>:10:22: train.loss[1].on: loss `on:` names 'fx', which is no layer — did you mean 'x'?"),
+    (HEAD + "  scheduler: {type: StepLR, step_size: 0}\n",         # torch would divide by it at a step
+     "<spec>:8:29: train.scheduler.step_size (StepLR): `step_size` for StepLR must be an integer >= 1, not 0"),
+    (HEAD + "  loss: {type: CrossEntropyLoss, label_smoothing: 2}\n",
+     "<spec>:8:34: train.loss.label_smoothing (CrossEntropyLoss): `label_smoothing` for CrossEntropyLoss must be a "
+     "number <= 1, not 2"),
     (HEAD + "  early_stopping: {patience: 0}\n",
      "<spec>:8:20: train.early_stopping.patience: `patience` must be an integer >= 1, not 0"),
     (HEAD + "  clip_grad_norm: big\n", "<spec>:8:3: train.clip_grad_norm: `clip_grad_norm` must be a number >= 0, not 'big'"),
