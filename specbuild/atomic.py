@@ -1,6 +1,7 @@
 """Files written whole or not at all: a temporary file beside the target, filled, synced and
 renamed over it in one step, so a reader (or a run killed mid-write) sees the old file or the
-new one, never half of one.  Used for checkpoints and exported models."""
+new one, never half of one.  Used for checkpoints, exported models and every text file a run
+or a study writes (metrics, spec.yaml, report.html, trials.json)."""
 from __future__ import annotations
 
 import os
@@ -29,3 +30,12 @@ def replace_atomically(path: str, write, *, tag: str = "", suffix: str = "") -> 
         except OSError:
             pass
         raise
+
+
+def write_text_atomically(path, text: str) -> None:
+    """`text`, as UTF-8, the whole of `path` (replace_atomically).  The temporary file is tagged
+    with the process id, so a later run's remove_stray_temps clears one a killed writer left."""
+    def fill(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    replace_atomically(os.fspath(path), fill, tag=f"{os.getpid()}-")

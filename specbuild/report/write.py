@@ -6,10 +6,9 @@ the previous page or none, never half of one.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from ..atomic import replace_atomically
+from ..atomic import write_text_atomically
 from ..errors import SpecError
 from . import run_page, tune_page
 from .folder import folder_kind, read_run, read_tune
@@ -26,13 +25,8 @@ def write_report(folder, out=None) -> Path:
         page = tune_page.render(read_tune(folder), target.parent)
     else:
         page = run_page.render(read_run(folder))
-
-    def fill(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(page)
     try:
-        # the process id first: a later run's remove_stray_temps knows a killed writer's leftover
-        replace_atomically(str(target), fill, tag=f"{os.getpid()}-")
+        write_text_atomically(target, page)
     except OSError as error:
         raise SpecError(f"cannot write {target}: {error.strerror or error}",
                         hint="give --out a file in a folder you can write to") from None

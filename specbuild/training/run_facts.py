@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from ..atomic import replace_atomically
+from ..atomic import write_text_atomically
 from ..errors import SpecError
 from ..report.write import write_report
 from .evaluate import CLASS_KINDS, EVAL_BATCH
@@ -158,11 +158,7 @@ def _write_json(path, value) -> None:
     # one line per key, a list of plain values (a matrix row, the class names) on one line
     text = re.sub(r"\[([^\[\]{}]*)\]", lambda m: "[" + re.sub(r"\s*\n\s*", " ", m.group(1)).strip() + "]",
                   json.dumps(value, indent=1, default=str)) + "\n"
-
-    def fill(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-    replace_atomically(str(path), fill, tag=f"{os.getpid()}-")
+    write_text_atomically(path, text)
 
 
 def _command() -> list:

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 
+from ..atomic import write_text_atomically
 from ..errors import SpecError
 from ..spec.spec_yaml import spec_yaml
 from .checkpoint import CheckpointError, copy_checkpoint, load_checkpoint, remove_stray_temps, save_checkpoint
@@ -109,18 +110,18 @@ class RunFolder:
             self._make()
             where = " ".join(str(self.init_from).splitlines())     # a comment is one line
             head = f"# the weights started from {where} (--init-from)\n" if self.init_from else ""
-            _atomic_text(self.path / "spec.yaml", head + spec_yaml(data))
+            write_text_atomically(self.path / "spec.yaml", head + spec_yaml(data))
 
     def write_history(self, history: list[dict]) -> None:
         """Rewrite the metrics files from the whole history (a resumed run continues them)."""
         if not self.writer:
             return
-        _atomic_text(self.path / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+        write_text_atomically(self.path / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
         table = io.StringIO(newline="")
         writer = csv.DictWriter(table, fieldnames=list(dict.fromkeys(key for row in history for key in row)))
         writer.writeheader()
         writer.writerows(history)
-        _atomic_text(self.path / "metrics.csv", table.getvalue())
+        write_text_atomically(self.path / "metrics.csv", table.getvalue())
 
     def save(self, payload: dict, *, best: bool = False, name: str | None = None) -> None:
         if not self.writer:
@@ -170,9 +171,3 @@ class RunFolder:
         fig.tight_layout()
         fig.savefig(self.path / "curves.png", dpi=100)
         plt.close(fig)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

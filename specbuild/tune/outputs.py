@@ -13,10 +13,9 @@ import csv
 import io
 import json
 import math
-import os
 import warnings
 
-
+from ..atomic import write_text_atomically
 from ..spec.spec_yaml import spec_yaml
 from ..spec.tune_checks import TuneConfig, without_tune
 from ..spec.variables import apply_overrides
@@ -59,8 +58,8 @@ def write_summary(study, folder, config: TuneConfig, storage: str, plots: dict, 
     summary = {"study": study.study_name, "storage": storage, "metric": config.metric,
                "direction": config.direction, "best": best_row(rows, config), "trials": rows,
                "plots": plots, "notes": notes}
-    _atomic(folder.path / "trials.json", json.dumps(summary, indent=1) + "\n")
-    _atomic(folder.path / "trials.csv", _csv(rows, config))
+    write_text_atomically(folder.path / "trials.json", json.dumps(summary, indent=1) + "\n")
+    write_text_atomically(folder.path / "trials.csv", _csv(rows, config))
     return summary
 
 
@@ -74,12 +73,6 @@ def _csv(rows: list[dict], config: TuneConfig) -> str:
                          *("" if r["params"].get(k) is None else r["params"][k] for k in keys),
                          r["epochs"], "" if r["seconds"] is None else r["seconds"], r["run"] or "", r["error"] or ""])
     return out.getvalue()
-
-
-def _atomic(path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def table(summary: dict) -> str:
@@ -104,7 +97,7 @@ def write_best(spec, summary: dict, folder, overrides: dict, options_text: str) 
     head = (f"# best trial of study {summary['study']}: trial {best['number']}{source}, "
             f"{summary['metric']} {best['value']:.4f} ({summary['direction']}){ran}\n")
     path = folder.path / "best.yaml"
-    _atomic(path, head + spec_yaml(data))
+    write_text_atomically(path, head + spec_yaml(data))
     return str(path)
 
 
