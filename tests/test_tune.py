@@ -101,7 +101,7 @@ def test_a_study_runs_its_trials_into_sqlite_and_leaves_a_trainable_best_spec(ca
 
 def _states_in(db: Path) -> list[str]:
     try:
-        with sqlite3.connect(db, timeout=5) as con:
+        with sqlite3.connect(db, timeout=60) as con:      # how long to wait for a lock, not a time limit
             return [row[0] for row in con.execute("SELECT state FROM trials")]
     except sqlite3.Error:            # not made yet, or being written
         return []

@@ -27,6 +27,8 @@ OPTION_RULES = {
              "--seed 0"),
     "limit": (lambda v: v >= 1, "it takes at least 1 sample of each split", "--limit 1000"),
     "nproc": (lambda v: 1 <= v <= 1024, "a run takes 1 to 1,024 worker processes", "--nproc 2"),
+    "trials": (lambda v: v >= 1, "a study runs 1 trial or more", "--trials 20"),
+    "timeout": (lambda v: v > 0, "give the seconds after which no trial starts, above 0", "--timeout 3600"),
 }
 EXIT_CODES = ("exit status: 0 done, 1 a problem with the input (a spec, a file, an option's value: "
               "reported, no traceback), 2 usage, 3 a bug in specbuild")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import SpecError
 from .train import EXIT_CODES, check_options
 
 
@@ -32,12 +31,7 @@ def _tune(args) -> int:
     from ..spec.variables import parse_overrides
     from ..training.session import TrainingStopped
     from ..tune.study import tune
-    check_options(args, ("epochs", "limit"))
-    if args.trials is not None and args.trials < 1:
-        raise SpecError(f"--trials {args.trials}: a study runs 1 trial or more", hint="e.g. --trials 20")
-    if args.timeout is not None and not args.timeout > 0:
-        raise SpecError(f"--timeout {args.timeout:g}: give the seconds after which no trial starts, above 0",
-                        hint="e.g. --timeout 3600")
+    check_options(args, ("epochs", "limit", "trials", "timeout"))
     try:
         tune(args.spec, trials=args.trials, timeout=args.timeout, storage=args.storage, study=args.study,
              out=args.out, resume=args.resume, overrides=parse_overrides(args.set), limit=args.limit,

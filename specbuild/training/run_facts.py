@@ -26,6 +26,7 @@ from ..atomic import write_text_atomically
 from ..errors import SpecError
 from ..report.write import write_report
 from .evaluate import CLASS_KINDS, EVAL_BATCH
+from .metrics import predicted_classes
 from .objectives import target_of
 
 MAX_MATRIX_CLASSES = 50          # a larger matrix is unreadable; the per-class figures are still kept
@@ -102,10 +103,7 @@ def class_figures(loop, epoch: int) -> list:
     figures = []
     for o in wanted:
         scores, labels = o.per_sample(outputs[o.on], target_of(o, data.inputs, data.targets))
-        if o.kind == "classification":
-            predicted, count = scores.argmax(dim=1), scores.shape[1]
-        else:
-            predicted, count = (o.probabilities(scores, o.on in loop.probability_nodes) >= 0.5).reshape(-1), 2
+        count = scores.shape[1] if o.kind == "classification" else 2
         entry = {"name": o.name, "on": o.on, "target": o.target, "kind": o.kind, "loss": o.type, "epoch": epoch,
                  "samples": int(labels.numel())}
         if not torch.isfinite(scores).all():
@@ -114,7 +112,9 @@ def class_figures(loop, epoch: int) -> list:
         if count > MAX_CLASSES:
             figures.append({**entry, "note": f"{count:,} classes: too many to count one by one"})
             continue
-        truth, guess = labels.reshape(-1).long().cpu().numpy(), predicted.reshape(-1).long().cpu().numpy()
+        # the classes the metrics counted (val_accuracy): from the same probabilities, by the same rule
+        probabilities = o.probabilities(scores, o.on in loop.probability_nodes).float().cpu().numpy()
+        truth, guess = labels.reshape(-1).long().cpu().numpy(), predicted_classes(probs=probabilities)
         ids = list(range(count))
         precision, recall, f1, support = precision_recall_fscore_support(truth, guess, labels=ids, zero_division=0)
         entry.update(accuracy=float((truth == guess).mean()) if len(truth) else None,
