@@ -14,6 +14,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_SPECS = sorted(REPO.glob("specs/*.yaml")) + sorted(REPO.glob("specs/*.json"))
+# vgg11's classifier, narrowed for tests that build or write it (25088 x 4096 would be 133M parameters,
+# half a gigabyte per file written): same layers, same names
+VGG11_SMALL_CLASSIFIER = {"layers.3.layers.0.out_features": 64, "layers.3.layers.3.out_features": 64}
 
 
 @dataclass

@@ -26,13 +26,14 @@ from specbuild.compiler.compile import build_model
 from specbuild.export.python_code import class_name, python_source
 from specbuild.spec.validate import check
 
+from conftest import VGG11_SMALL_CLASSIFIER
+
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 SMALL_SEQUENCE = {"input_dim": 16, "num_heads": 2, "seq_len": 12}
 OVERRIDES = {   # small sizes, same structure (vgg11's classifier would be 25088 x 4096 otherwise)
     "resnet18": {"image_size": 32}, "resnet50": {"image_size": 32}, "mobilenet_v2": {"image_size": 32},
-    "vgg11": {"image_size": 32, "num_classes": 10, "layers.3.layers.0.out_features": 64,
-              "layers.3.layers.3.out_features": 64},
+    "vgg11": {"image_size": 32, "num_classes": 10, **VGG11_SMALL_CLASSIFIER},
     "transformer": {**SMALL_SEQUENCE, "num_layers": 1}, "attention": SMALL_SEQUENCE,
 }
 ALLOWED_IMPORTS = {"torch", "torch.nn", "torch.nn.functional", "operator"}

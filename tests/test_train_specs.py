@@ -14,6 +14,7 @@ reconstruction specs get their own checks.
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,8 @@ def is_gan(spec: dict) -> bool:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Lazily trained run folders, one per spec, shared by the tests below."""
+    """Lazily trained run folders, one per spec, shared by the tests below; removed after them
+    (resnet50's checkpoints alone are half a gigabyte)."""
     root = tmp_path_factory.mktemp("runs")
     done: dict[str, tuple[int, str, Path]] = {}
 
@@ -70,7 +72,8 @@ def runs(tmp_path_factory):
             done[path.name] = (rc, text, out)
         return done[path.name]
 
-    return get
+    yield get
+    shutil.rmtree(root, ignore_errors=True)
 
 
 SPECS = [p for p in ALL_SPECS if p.stem not in NOT_TRAINED_HERE]
