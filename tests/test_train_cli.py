@@ -237,6 +237,30 @@ def test_predict_pt_file_and_json_output(cnn_run, held_out, tmp_path, capsys):
     assert rc == 0 and [r["class"] for r in json.loads(stdout)] == [int(probs[0].argmax())]
 
 
+def test_predict_names_the_class_where_the_data_named_them(cnn_run, held_out, tmp_path, capsys):
+    """A run on a set that names its classes (fashion-mnist, cifar10...) records the names in its
+    checkpoint's data_info; predict prints each row's name beside its id.  Here the digits' run with
+    fashion-mnist's names written in, as such a run writes them."""
+    from specbuild.data.images import CLASS_NAMES
+    from specbuild.training.checkpoint import save_checkpoint
+    x, probs = held_out
+    state = load_checkpoint(cnn_run / "last.pt")
+    names = list(CLASS_NAMES["fashion-mnist"])
+    state["data_info"]["targets"]["label"]["names"] = names
+    named = tmp_path / "named.pt"
+    save_checkpoint(named, state)
+    path = tmp_path / "digits.npz"
+    np.savez(path, x=x[:8].numpy())
+    rc, stdout, _ = run_cli(capsys, "predict", named, path)
+    assert rc == 0
+    rows = parse_csv(stdout)
+    assert list(rows[0])[:3] == ["source", "class", "class_name"]
+    assert [r["class_name"] for r in rows] == [names[int(c)] for c in probs[:8].argmax(1)]
+    # without names (the digits' own run) there is no such column
+    rc, stdout, _ = run_cli(capsys, "predict", cnn_run / "last.pt", path)
+    assert rc == 0 and "class_name" not in parse_csv(stdout)[0]
+
+
 def test_predict_png_files_of_the_bundled_digits(cnn_run, held_out, tmp_path, capsys):
     """PNGs of the raw held-out digits, normalised by predict as in training: same classes."""
     from PIL import Image

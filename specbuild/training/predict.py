@@ -9,7 +9,8 @@ shapes and dtypes (token ids must be whole numbers within the Embedding's table)
 
 Columns: `source`, then per output (prefixed by its key when there are several)
 `class` for a classifier's output (the argmax of its scores, or probability >= 0.5
-for one binary score), then `p0`, `p1`... when the output is probabilities, else
+for one binary score) and `class_name` where the training data names its classes,
+then `p0`, `p1`... when the output is probabilities, else
 the raw values `0`, `1`... (or `value` for one number).  A classifier scoring every
 position (a language model's [T, V]) gets one class per position instead: a list in
 JSON, the ids separated by spaces in CSV.
@@ -62,24 +63,28 @@ def predict(checkpoint: str, inputs: list[str], *, device="auto") -> list[dict]:
         row = {"source": source}
         for key, (value, node_name) in named.items():
             prefix = "" if len(named) == 1 else f"{key}_"
-            kind, classes = kinds.get(node_name, (None, None))
+            kind, classes, names = kinds.get(node_name, (None, None, None))
             per_position = _per_position_classes(value[i], kind, classes)
             if per_position is not None:
                 row[prefix + "class"] = per_position
                 continue
-            row.update(_columns(value[i].float().cpu().reshape(-1), prefix, graph.nodes.get(node_name), kind))
+            row.update(_columns(value[i].float().cpu().reshape(-1), prefix, graph.nodes.get(node_name), kind,
+                                names))
         rows.append(row)
     return rows
 
 
-def _columns(sample: torch.Tensor, prefix: str, node, kind: str | None) -> dict:
-    """One sample's columns for one output: a class for classifiers, then probabilities or raw values."""
+def _columns(sample: torch.Tensor, prefix: str, node, kind: str | None, names: list | None = None) -> dict:
+    """One sample's columns for one output: a class (and its name, where the data names them) for
+    classifiers, then probabilities or raw values."""
     row = {}
     probabilities = outputs_probabilities(node)
     if sample.numel() > 1 and (probabilities or kind == "classification"):
         row[prefix + "class"] = int(sample.argmax())
     elif sample.numel() == 1 and kind == "binary":    # one score: a probability, or a logit (0 is p = 0.5)
         row[prefix + "class"] = int(float(sample[0]) >= (0.5 if probabilities else 0.0))
+    if names and 0 <= row.get(prefix + "class", -1) < len(names):
+        row[prefix + "class_name"] = str(names[row[prefix + "class"]])
     if probabilities and sample.numel() > 1:
         row.update({f"{prefix}p{j}": round(float(p), 6) for j, p in enumerate(sample)})
     else:
@@ -98,17 +103,24 @@ def _per_position_classes(sample: torch.Tensor, kind: str | None, classes: int |
 
 
 def _output_kinds(checked, graph, state) -> dict:
-    """node name -> (the kind of the loss that trained it, "classification", "binary"..., and its
-    target's class count): a node a classifier's loss reads gives class scores even where no
-    softmax follows it."""
+    """node name -> (the kind of the loss that trained it, "classification", "binary"..., its
+    target's class count, and its class names where the data gave them).  A node a classifier's
+    loss reads gives class scores even where no softmax follows it; a softmax or sigmoid of such
+    a node (a model that returns probabilities, its loss reading the logits) is of its kind too."""
     info = state.get("data_info") or {}
     try:
         objectives = build_objectives(checked.train, graph, info)
     except Exception:       # noqa: BLE001 - an old or unusual checkpoint: predict without class columns
         return {}
     targets = info.get("targets") or {}
-    return {o.on: (o.kind, (targets.get(o.target) or {}).get("num_classes")) for o in objectives
-            if o.kind in CLASS_KINDS}
+    kinds = {}
+    for objective in (o for o in objectives if o.kind in CLASS_KINDS):
+        target = targets.get(objective.target) or {}
+        kinds[objective.on] = (objective.kind, target.get("num_classes"), target.get("names"))
+    for name, node in graph.nodes.items():
+        if name not in kinds and outputs_probabilities(node) and len(node.inputs) == 1 and node.inputs[0] in kinds:
+            kinds[name] = kinds[node.inputs[0]]
+    return kinds
 
 
 def _read_inputs(paths: list[str], spec_in: list, data_info: dict):
