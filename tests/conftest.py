@@ -7,6 +7,7 @@ text (or bytes) in a tmp file and returns its path as a str.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,19 @@ def cli(capsys, monkeypatch):
         return result
 
     return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def inductor_cache_in_the_session_folder(tmp_path_factory):
+    """torch.compile's cache (the tests that compile for real) goes to the session's folder, removed
+    with it when the suite passes, not to /tmp/torchinductor_USER, where half a gigabyte would
+    outlive the suite; a cache the user chose (TORCHINDUCTOR_CACHE_DIR) is kept."""
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        yield
+        return
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(tmp_path_factory.mktemp("torchinductor"))
+    yield
+    os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
 
 
 @pytest.fixture
