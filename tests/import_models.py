@@ -69,3 +69,80 @@ class ReadsAParameter(nn.Module):
 
     def forward(self, x):
         return x * self.scale
+
+
+class PreNormBlock(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.ln = nn.LayerNorm(width)
+        self.fc = nn.Linear(width, width)
+
+    def forward(self, x):
+        return x + self.fc(self.ln(x))
+
+
+class BlockList(nn.Module):
+    """The stack as most real models write it: a ModuleList looped over in forward."""
+    def __init__(self, width=8, depth=3):
+        super().__init__()
+        self.embed = nn.Linear(4, width)
+        self.h = nn.ModuleList([PreNormBlock(width) for _ in range(depth)])
+        self.head = nn.Linear(width, 2)
+
+    def forward(self, x):
+        x = self.embed(x)
+        for block in self.h:
+            x = block(x)
+        return self.head(x)
+
+
+class LayerList(nn.Module):
+    """A ModuleList of torch layers, its last output returned beside the head's."""
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 4)])
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x), x
+
+
+class ReluBetween(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(4, 4) for _ in range(2)])
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = torch.relu(layer(x))
+        return x
+
+
+class ParallelHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.heads = nn.ModuleList([nn.Linear(4, 2) for _ in range(3)])
+
+    def forward(self, x):
+        return torch.cat([head(x) for head in self.heads], 1)
+
+
+class ItemReadTwice(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.h = nn.ModuleList([nn.Linear(4, 4) for _ in range(2)])
+
+    def forward(self, x):
+        y = self.h[0](x)
+        return self.h[1](y) + y
+
+
+class DictParts(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.parts = nn.ModuleDict({"a": nn.Linear(4, 4), "b": nn.Linear(4, 2)})
+
+    def forward(self, x):
+        return self.parts["b"](self.parts["a"](x))

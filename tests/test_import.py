@@ -84,6 +84,8 @@ def test_torchvision_vgg11():
     ("Twice", (8,), "{name: fc_1, share: fc}"),
     ("Heads", (12,), "outputs: {label: cls, value: reg}"),
     ("Shapes", (24,), "{name: getitem, type: slice, at: '[:, -1, :]'}"),
+    ("BlockList", (4,), "{name: h, type: PreNormBlock, repeat: 3}"),
+    ("LayerList", (4,), "outputs: [head, layers]"),
 ])
 def test_modules_that_are_no_shipped_spec(name, shape, fragment):
     torch.manual_seed(0)
@@ -107,6 +109,10 @@ IF_LINE = MODELS.read_text().splitlines().index("        if x.sum() > 0:") + 1
     ("DataDependent", f"import_models.py:{IF_LINE} in DataDependent.forward, `if x.sum() > 0:`: data-dependent "
                       "control flow"),
     ("ReadsAParameter", "forward reads `self.scale` directly"),
+    ("ReluBetween", "the ModuleList `layers` is not called as a chain: `relu` (relu) runs between its items"),
+    ("ParallelHeads", "the ModuleList `heads` is not called as a chain: heads.1 reads x, not only heads.0"),
+    ("ItemReadTwice", "the ModuleList `h` is not called as a chain: an inner item's output is read by add"),
+    ("DictParts", "forward calls `self.parts.a`, a module inside ModuleDict `parts`, not a child of its own"),
 ])
 def test_what_a_spec_cannot_say_is_refused_with_the_construct(name, fragment):
     with pytest.raises(SpecError) as caught:
@@ -124,6 +130,9 @@ def test_cli_writes_a_spec_that_validates(tmp_path, capsys):
     assert code == 0
     code, text, err = run_cli(capsys, "import", f"{MODELS}:Residual", "--args", '{"width": 4}', "--input-shape", "x=4")
     assert code == 0 and "{name: fc1, type: Linear, out_features: 4}" in text
+    code, text, err = run_cli(capsys, "import", f"{MODELS}:BlockList", "--args", '{"depth": 5}', "--input-shape",
+                              "x=4")
+    assert code == 0 and "{name: h, type: PreNormBlock, repeat: 5}" in text
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -135,6 +144,8 @@ def test_cli_writes_a_spec_that_validates(tmp_path, capsys):
     ([f"{MODELS}:Residual", "--input-shape", "x=four"], "--input-shape 'x=four': write NAME=SIZES[:DTYPE]"),
     ([f"{MODELS}:Residual", "--input-shape", "x=16:fp8"], "--input-shape 'x=16:fp8': unknown dtype 'fp8'"),
     ([f"{MODELS}:DataDependent", "--input-shape", "x=4"], "data-dependent control flow"),
+    ([f"{MODELS}:ReluBetween", "--input-shape", "x=4"], "ReluBetween: the ModuleList `layers` is not called as a "
+                                                         "chain: `relu` (relu) runs between its items — a spec"),
 ])
 def test_cli_refusals_are_plain(argv, fragment, capsys):
     code, out, err = run_cli(capsys, "import", *argv)

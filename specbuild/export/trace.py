@@ -1,8 +1,10 @@
 """One module's forward, traced by torch.fx one level deep, as spec layers.
 
 Each direct child module stays one call (a layer, a Sequential, or a block whose own
-forward is traced in turn); torch functions and tensor methods map back to the spec's
-tensor functions; a child called twice becomes a `share:`.  What cannot be a spec (a
+forward is traced in turn), and so does each item of a direct child ModuleList: items
+called in a chain, each on the one before (`for block in self.h: x = block(x)`), become
+one Sequential named after the list, so the keys stay `h.0...`; torch functions and tensor
+methods map back to the spec's tensor functions; a child called twice becomes a `share:`.  What cannot be a spec (a
 parameter read in forward, Python control flow on a tensor, an unknown function) is a
 SpecError naming the construct and the line of the module's source.
 """
@@ -55,10 +57,20 @@ def _functions() -> dict:
 
 
 class _Tracer(fx.Tracer):
-    """Every direct child is a leaf: it becomes one call, traced on its own if it is a block."""
+    """Every direct child is a leaf, and every item of a direct child ModuleList: it becomes
+    one call, traced on its own if it is a block."""
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return "." not in qualified_name or super().is_leaf_module(module, qualified_name)
+        return ("." not in qualified_name or _list_of(self.root, qualified_name) is not None
+                or super().is_leaf_module(module, qualified_name))
+
+
+def _list_of(root: nn.Module, target: str) -> str | None:
+    """The direct child ModuleList that `target` (`h.0`) is an item of, or None."""
+    parent, dot, item = target.rpartition(".")
+    if not dot or "." in parent or not item.isdigit():
+        return None
+    return parent if isinstance(getattr(root, parent, None), nn.ModuleList) else None
 
 
 class _Virtual:
@@ -114,7 +126,56 @@ class GraphReader:
         graph = trace(self.module, self.where)
         for node in graph.nodes:
             getattr(self, "_" + node.op)(node)
+        for name in dict.fromkeys(_list_of(self.module, layer["name"]) for layer in self.layers):
+            if name is not None:
+                self._chain_to_sequential(name)
         return {"inputs": self.inputs, "layers": self.layers, "outputs": self.outputs}
+
+    def _chain_to_sequential(self, name: str) -> None:
+        """The calls of ModuleList `name`'s items as one Sequential layer `name`: each item called
+        once, in order, on the output of the one before, which nothing else reads.  Anything
+        else has no spec form (a Sequential is such a chain) and is refused, saying why."""
+        at = [i for i, layer in enumerate(self.layers) if _list_of(self.module, layer["name"]) == name]
+        items = [self.layers[i] for i in at]
+        last = items[-1]["name"]
+        problem = self._chain_problem(name, at, items)
+        if problem:
+            raise SpecError(f"{self.where}: the ModuleList `{name}` is not called as a chain: {problem}",
+                            hint="a spec writes a stack as a Sequential: each item once, in order, on the output "
+                            "of the one before; give the items names of their own (self.a, self.b) otherwise")
+        sequential = {"name": name, "type": "Sequential",
+                      "layers": [{k: v for k, v in layer.items() if k not in ("name", "in")} for layer in items],
+                      "in": items[0]["in"]}
+        self.layers[at[0]:at[-1] + 1] = [sequential]
+        for layer in self.layers[at[0] + 1:]:
+            layer["in"] = _renamed(layer["in"], last, name)
+            if "forward" in layer:
+                layer["forward"] = {k: _renamed(v, last, name) for k, v in layer["forward"].items()}
+        self.outputs = _renamed(self.outputs, last, name)
+        for node, value in self.values.items():
+            if value == last:
+                self.values[node] = name
+
+    def _chain_problem(self, name: str, at: list, items: list) -> str | None:
+        """Why the calls of ModuleList `name`'s items are no chain, or None."""
+        size = len(self.module.get_submodule(name))
+        shared = next((layer for layer in self.layers if str(layer.get("share", "")).startswith(name + ".")), None)
+        if shared is not None:
+            return f"{shared['share']} is called more than once"
+        names = [layer["name"] for layer in items]
+        if names != [f"{name}.{i}" for i in range(size)]:
+            return f"its {size} items are called as {', '.join(names)}"
+        between = next((self.layers[i] for i in range(at[0], at[-1]) if i not in at), None)
+        if between is not None:
+            return f"`{between['name']}` ({between.get('type')}) runs between its items"
+        for earlier, later in zip(items, items[1:]):
+            if later["in"] != earlier["name"] or "forward" in later:
+                return f"{later['name']} reads {', '.join(map(str, _refs(later)))}, not only {earlier['name']}"
+        inner = {layer["name"] for layer in items[:-1]}
+        reader = next((layer["name"] for layer in self.layers[at[-1] + 1:] if inner & set(_refs(layer))), None)
+        if reader is not None or inner & set(_output_names(self.outputs)):
+            return f"an inner item's output is read by {reader or 'the outputs'}"
+        return None
 
     # -- node kinds ----------------------------------------------------------------------------
     def _placeholder(self, node):
@@ -127,7 +188,15 @@ class GraphReader:
         if target in self.called:
             self._add(node, {"share": self.called[target]}, ins)
             return
-        self.called[target] = node.name
+        if "." in target and _list_of(self.module, target) is None:
+            owner = target.rpartition(".")[0]
+            kind = type(self.module.get_submodule(owner)).__name__
+            fix = (f"make `{owner}` a module whose forward calls its parts" if kind in ("ModuleDict", "ModuleList")
+                   else f"call `self.{owner}` whole, or make `{target.rpartition('.')[2]}` a child of its own")
+            raise SpecError(f"{self.where}: forward calls `self.{target}`, a module inside {kind} `{owner}`, not a "
+                            "child of its own", hint=f"a spec layer is a child module called whole: {fix} (a "
+                            "ModuleList whose items are called in a chain is read as is)")
+        self.called[target] = target          # the layer's name (a list item's `h.0` until it is folded)
         entry = self.child(target, self.module.get_submodule(target))
         if entry.get("type") in _MULTI_VALUE or entry.pop("__multi__", False):
             self.multi.add(node.name)
@@ -280,6 +349,26 @@ class GraphReader:
         layer = {"name": name or node.name, **entry}
         layer["in"] = refs[0] if len(refs) == 1 else list(refs)
         return layer
+
+
+def _refs(layer: dict) -> list:
+    """The node names a layer reads: its `in:` and its `forward:` values."""
+    ins = layer.get("in")
+    return (ins if isinstance(ins, list) else [ins]) + list((layer.get("forward") or {}).values())
+
+
+def _output_names(outputs) -> list:
+    return list(outputs.values()) if isinstance(outputs, dict) else list(outputs) if isinstance(outputs, list) \
+        else [outputs]
+
+
+def _renamed(value, old: str, new: str):
+    """`value` (a node name, or a list or dict of them) with the node `old` called `new`."""
+    if isinstance(value, list):
+        return [_renamed(v, old, new) for v in value]
+    if isinstance(value, dict):
+        return {k: _renamed(v, old, new) for k, v in value.items()}
+    return new if value == old else value
 
 
 def _index_text(index) -> str:
