@@ -146,3 +146,15 @@ class DictParts(nn.Module):
 
     def forward(self, x):
         return self.parts["b"](self.parts["a"](x))
+
+
+class FunctionalPools(nn.Module):
+    """Pools called as functions, as torchvision's MobileNetV2 calls F.adaptive_avg_pool2d."""
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+
+    def forward(self, x):
+        x = F.max_pool2d(self.conv(x), 2)
+        x = F.avg_pool2d(x, 2, stride=1)
+        return torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1)

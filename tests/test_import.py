@@ -78,6 +78,16 @@ def test_torchvision_vgg11():
     assert_same(model, module, inputs)
 
 
+def test_torchvision_mobilenet_v2():
+    """Its pooling is F.adaptive_avg_pool2d, read as the AdaptiveAvgPool2d layer (no weights, no key)."""
+    torch.manual_seed(0)
+    module = torchvision.models.mobilenet_v2(weights=None).eval()
+    inputs = {"x": torch.randn(2, 3, 32, 32)}
+    text, model = rebuilt(module, inputs)
+    assert "{name: adaptive_avg_pool2d, type: AdaptiveAvgPool2d, output_size: [1, 1]}" in text
+    assert_same(model, module, inputs)
+
+
 @pytest.mark.parametrize("name, shape, fragment", [
     ("Residual", (16,), "{name: add, type: add, in: [x, fc2]}"),
     ("TinyUNet", (1, 8, 8), "{name: cat, type: cat, dim: 1, in: [down, up]}"),
@@ -86,6 +96,7 @@ def test_torchvision_vgg11():
     ("Shapes", (24,), "{name: getitem, type: slice, at: '[:, -1, :]'}"),
     ("BlockList", (4,), "{name: h, type: PreNormBlock, repeat: 3}"),
     ("LayerList", (4,), "outputs: [head, layers]"),
+    ("FunctionalPools", (1, 8, 8), "{name: avg_pool2d, type: AvgPool2d, kernel_size: 2, stride: 1}"),
 ])
 def test_modules_that_are_no_shipped_spec(name, shape, fragment):
     torch.manual_seed(0)

@@ -23,6 +23,7 @@ from torch import nn
 from .. import registry
 from ..errors import SpecError
 from ..resolve import resolve_target
+from .chains import fold_chain, list_of
 from .module_args import layer_entry
 
 # tensor methods and functions that are another name of a spec tensor function
@@ -40,6 +41,11 @@ _METHODS = {"view": "view", "reshape": "reshape", "permute": "permute", "transpo
 _SPREAD = {"view", "reshape", "permute", "expand"}      # methods taking their list as separate arguments
 _MULTI_VALUE = {"RNN", "LSTM", "GRU", "MultiheadAttention", "split", "chunk"}
 _IDENTITY_METHODS = {"contiguous"}
+# the functional forms of parameterless layers (torchvision's MobileNetV2 pools with
+# F.adaptive_avg_pool2d): written as the layer, which holds no weights, so no key changes
+_POOLS = {f"{fn}{n}d": f"{layer}{n}d" for n in (1, 2, 3) for fn, layer in (
+    ("adaptive_avg_pool", "AdaptiveAvgPool"), ("adaptive_max_pool", "AdaptiveMaxPool"),
+    ("max_pool", "MaxPool"), ("avg_pool", "AvgPool"))}
 _NONE = object()
 
 
@@ -61,16 +67,8 @@ class _Tracer(fx.Tracer):
     one call, traced on its own if it is a block."""
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return ("." not in qualified_name or _list_of(self.root, qualified_name) is not None
+        return ("." not in qualified_name or list_of(self.root, qualified_name) is not None
                 or super().is_leaf_module(module, qualified_name))
-
-
-def _list_of(root: nn.Module, target: str) -> str | None:
-    """The direct child ModuleList that `target` (`h.0`) is an item of, or None."""
-    parent, dot, item = target.rpartition(".")
-    if not dot or "." in parent or not item.isdigit():
-        return None
-    return parent if isinstance(getattr(root, parent, None), nn.ModuleList) else None
 
 
 class _Virtual:
@@ -126,56 +124,10 @@ class GraphReader:
         graph = trace(self.module, self.where)
         for node in graph.nodes:
             getattr(self, "_" + node.op)(node)
-        for name in dict.fromkeys(_list_of(self.module, layer["name"]) for layer in self.layers):
+        for name in dict.fromkeys(list_of(self.module, layer["name"]) for layer in self.layers):
             if name is not None:
-                self._chain_to_sequential(name)
+                fold_chain(self, name)
         return {"inputs": self.inputs, "layers": self.layers, "outputs": self.outputs}
-
-    def _chain_to_sequential(self, name: str) -> None:
-        """The calls of ModuleList `name`'s items as one Sequential layer `name`: each item called
-        once, in order, on the output of the one before, which nothing else reads.  Anything
-        else has no spec form (a Sequential is such a chain) and is refused, saying why."""
-        at = [i for i, layer in enumerate(self.layers) if _list_of(self.module, layer["name"]) == name]
-        items = [self.layers[i] for i in at]
-        last = items[-1]["name"]
-        problem = self._chain_problem(name, at, items)
-        if problem:
-            raise SpecError(f"{self.where}: the ModuleList `{name}` is not called as a chain: {problem}",
-                            hint="a spec writes a stack as a Sequential: each item once, in order, on the output "
-                            "of the one before; give the items names of their own (self.a, self.b) otherwise")
-        sequential = {"name": name, "type": "Sequential",
-                      "layers": [{k: v for k, v in layer.items() if k not in ("name", "in")} for layer in items],
-                      "in": items[0]["in"]}
-        self.layers[at[0]:at[-1] + 1] = [sequential]
-        for layer in self.layers[at[0] + 1:]:
-            layer["in"] = _renamed(layer["in"], last, name)
-            if "forward" in layer:
-                layer["forward"] = {k: _renamed(v, last, name) for k, v in layer["forward"].items()}
-        self.outputs = _renamed(self.outputs, last, name)
-        for node, value in self.values.items():
-            if value == last:
-                self.values[node] = name
-
-    def _chain_problem(self, name: str, at: list, items: list) -> str | None:
-        """Why the calls of ModuleList `name`'s items are no chain, or None."""
-        size = len(self.module.get_submodule(name))
-        shared = next((layer for layer in self.layers if str(layer.get("share", "")).startswith(name + ".")), None)
-        if shared is not None:
-            return f"{shared['share']} is called more than once"
-        names = [layer["name"] for layer in items]
-        if names != [f"{name}.{i}" for i in range(size)]:
-            return f"its {size} items are called as {', '.join(names)}"
-        between = next((self.layers[i] for i in range(at[0], at[-1]) if i not in at), None)
-        if between is not None:
-            return f"`{between['name']}` ({between.get('type')}) runs between its items"
-        for earlier, later in zip(items, items[1:]):
-            if later["in"] != earlier["name"] or "forward" in later:
-                return f"{later['name']} reads {', '.join(map(str, _refs(later)))}, not only {earlier['name']}"
-        inner = {layer["name"] for layer in items[:-1]}
-        reader = next((layer["name"] for layer in self.layers[at[-1] + 1:] if inner & set(_refs(layer))), None)
-        if reader is not None or inner & set(_output_names(self.outputs)):
-            return f"an inner item's output is read by {reader or 'the outputs'}"
-        return None
 
     # -- node kinds ----------------------------------------------------------------------------
     def _placeholder(self, node):
@@ -188,7 +140,7 @@ class GraphReader:
         if target in self.called:
             self._add(node, {"share": self.called[target]}, ins)
             return
-        if "." in target and _list_of(self.module, target) is None:
+        if "." in target and list_of(self.module, target) is None:
             owner = target.rpartition(".")[0]
             kind = type(self.module.get_submodule(owner)).__name__
             fix = (f"make `{owner}` a module whose forward calls its parts" if kind in ("ModuleDict", "ModuleList")
@@ -240,6 +192,10 @@ class GraphReader:
         if target is operator.getitem:
             self._getitem(node)
             return
+        layer = _POOLS.get(getattr(target, "__name__", ""))
+        if layer is not None and getattr(torch.nn.functional, target.__name__, None) is target:
+            self._pool(node, layer)
+            return
         name = self.functions.get(target)
         if name is None:
             raise SpecError(f"{self.where}: {getattr(target, '__module__', '')}.{getattr(target, '__name__', target)}"
@@ -273,6 +229,17 @@ class GraphReader:
             self._add(node, {"type": "item", "index": index}, [x])
         else:
             self._add(node, {"type": "slice", "at": _index_text(index)}, [x])
+
+    def _pool(self, node, layer: str):
+        """F.max_pool2d(x, 2) as {type: MaxPool2d, kernel_size: 2}: the layer's arguments by name,
+        those at the layer's defaults left out."""
+        parameters = list(inspect.signature(getattr(nn, layer)).parameters.values())
+        given = dict(zip([p.name for p in parameters], node.args[1:]), **node.kwargs)
+        defaults = {p.name: p.default for p in parameters}
+        args = {k: self._plain(v) for k, v in given.items() if k in defaults and v != defaults[k]}
+        self._add(node, {"type": layer, **args}, [node.args[0]])
+        if args.get("return_indices"):
+            self.multi.add(node.name)
 
     def _function(self, node, name: str, tensors: list, positional: list, keywords: dict):
         entry = registry.BUILTIN_TYPES[name]
@@ -349,26 +316,6 @@ class GraphReader:
         layer = {"name": name or node.name, **entry}
         layer["in"] = refs[0] if len(refs) == 1 else list(refs)
         return layer
-
-
-def _refs(layer: dict) -> list:
-    """The node names a layer reads: its `in:` and its `forward:` values."""
-    ins = layer.get("in")
-    return (ins if isinstance(ins, list) else [ins]) + list((layer.get("forward") or {}).values())
-
-
-def _output_names(outputs) -> list:
-    return list(outputs.values()) if isinstance(outputs, dict) else list(outputs) if isinstance(outputs, list) \
-        else [outputs]
-
-
-def _renamed(value, old: str, new: str):
-    """`value` (a node name, or a list or dict of them) with the node `old` called `new`."""
-    if isinstance(value, list):
-        return [_renamed(v, old, new) for v in value]
-    if isinstance(value, dict):
-        return {k: _renamed(v, old, new) for k, v in value.items()}
-    return new if value == old else value
 
 
 def _index_text(index) -> str:
