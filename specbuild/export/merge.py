@@ -6,13 +6,14 @@ fullest one's: a value that differs between uses becomes a param (one param for 
 that always agree, `${2 * planes}` for one that is always a multiple of another), a
 layer some uses lack gets `when:` and a boolean param, provided that where it is
 missing its readers read its first input instead, as `when: false` makes them.  Uses
-that do not fit one definition keep several (`Block`, `Block_2`).  Inner classes are
+that do not fit one definition keep as few as fit (`Block`, `Block_2`).  Inner classes are
 merged before the blocks that use them, so an outer block sees its inner blocks' args.
 """
 from __future__ import annotations
 
 import collections
 import copy
+import itertools
 import json
 from dataclasses import dataclass, field
 
@@ -109,15 +110,25 @@ def _sequence_of_uses(layer: dict) -> dict:
 
 def _fit(bodies: list[dict]) -> list:
     """[(indices of the uses, the definition, each use's args)]: one definition if the uses fit
-    one, else one per group of identical uses."""
+    one, else as few as a first-fit pass finds: each use joins the first group it fits with
+    (torchvision's MobileNetV2: the blocks without an expansion conv, and the others)."""
     try:
         definition, values = _one_definition(bodies)
         return [(list(range(len(bodies))), definition, values)]
     except _NoFit:
-        groups: dict[str, list[int]] = {}
-        for i, body in enumerate(bodies):
-            groups.setdefault(json.dumps(body, sort_keys=True, default=str), []).append(i)
-        return [(indices, _definition(bodies[indices[0]], {}), [{} for _ in indices]) for indices in groups.values()]
+        pass
+    groups: list[list[int]] = []
+    for i in range(len(bodies)):
+        for group in groups:
+            try:
+                _one_definition([bodies[j] for j in group + [i]])
+            except _NoFit:
+                continue
+            group.append(i)
+            break
+        else:
+            groups.append([i])
+    return [(group, *_one_definition([bodies[j] for j in group])) for group in groups]
 
 
 def _definition(body: dict, params: dict) -> dict:
@@ -150,15 +161,8 @@ def _one_definition(bodies: list[dict]) -> tuple[dict, list[dict]]:
         names = [layer["name"] for layer in b["layers"]]
         if [n for n in order if n in set(names)] != names:
             raise _NoFit
+    base = dict(base, layers=_laid_over(base, bodies, present))
     template = {layer["name"]: layer for layer in base["layers"]}
-    for i, b in enumerate(bodies):            # where a layer is missing, its readers read its first input
-        alias = _aliases(base["layers"], present[i])
-        mine = {layer["name"]: layer for layer in b["layers"]}
-        for name in mine:
-            if _structure(template[name], alias) != _structure(mine[name], {}):
-                raise _NoFit
-        if _mapped(base["outputs"], alias) != b["outputs"]:
-            raise _NoFit
     params: dict = {}
     vectors: dict = {}                          # param -> its value in each use (_MISSING where unused)
     layers = []
@@ -186,6 +190,35 @@ def _one_definition(bodies: list[dict]) -> tuple[dict, list[dict]]:
     return _definition(dict(base, layers=layers), params), args
 
 
+def _laid_over(base: dict, bodies: list[dict], present: list[set]) -> list:
+    """The base's layers, the other uses laid over them: where a layer is missing, its readers
+    read its first input (what `when: false` gives).  A sum or product of two that some uses
+    lack may take its other input first (`x + conv` written as `conv + x`, the same values), so
+    that the uses without it read what they do read; else _NoFit."""
+    movable = [layer for layer in base["layers"] if _swappable(layer, layer.get("in"))
+               and any(layer["name"] not in p for p in present)][:3]
+    for firsts in itertools.product(*[range(len(layer["in"])) for layer in movable]):
+        turned = {layer["name"]: [layer["in"][k]] + layer["in"][:k] + layer["in"][k + 1:]
+                  for layer, k in zip(movable, firsts)}
+        layers = [dict(layer, **{"in": turned[layer["name"]]}) if layer["name"] in turned else layer
+                  for layer in base["layers"]]
+        if all(_fits(layers, base["outputs"], body, used) for body, used in zip(bodies, present)):
+            return layers
+    raise _NoFit
+
+
+def _fits(layers: list, outputs, body: dict, present: set) -> bool:
+    alias = _aliases(layers, present)
+    template = {layer["name"]: layer for layer in layers}
+    return (all(_structure(template[layer["name"]], alias) == _structure(layer, {}) for layer in body["layers"])
+            and _mapped(outputs, alias) == body["outputs"])
+
+
+def _swappable(layer: dict, ins) -> bool:
+    """A sum or product of two: a + b is b + a, to the bit (of three, the order of the adds counts)."""
+    return layer.get("type") in ("add", "mul") and isinstance(ins, list) and len(ins) == 2
+
+
 def _aliases(layers: list, present: set) -> dict:
     alias: dict = {}
     for layer in layers:
@@ -207,8 +240,10 @@ def _mapped(value, alias: dict):
 
 
 def _structure(layer: dict, alias: dict) -> tuple:
-    return (layer["name"], _mapped(layer.get("in"), alias), layer.get("share"), str(layer.get("type")),
-            _type_tree(layer))
+    ins = _mapped(layer.get("in"), alias)
+    if _swappable(layer, ins):
+        ins = sorted(ins, key=str)
+    return (layer["name"], ins, layer.get("share"), str(layer.get("type")), _type_tree(layer))
 
 
 def _type_tree(value):
