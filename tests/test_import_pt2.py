@@ -137,6 +137,19 @@ def test_torchvision_resnet18_merges_its_basic_blocks(tmp_path):
             "repeat": [{"stride": 2, "with_downsample": True}, {}]} in data["layers"]
 
 
+def test_torchvision_mobilenet_v2_comes_back_as_one_block(tmp_path):
+    """Its ReLU6 is aten.hardtanh(0, 6), its Conv2dNormActivation a Sequential subclass (children
+    0, 1, 2 in a chain), its seventeen InvertedResiduals one definition, as from the module."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    path, program = saved(tmp_path, torchvision.models.mobilenet_v2(weights=None), x)
+    text = spec_yaml(spec_from_exported(path))
+    assert_rebuilt(text, program, x)
+    data = yaml.safe_load(text)
+    assert list(data["blocks"]) == ["InvertedResidual"] and "{type: ReLU6}" in text
+    assert len(text.splitlines()) < 80
+
+
 def test_an_operator_outside_the_table_is_refused_by_name(tmp_path, capsys):
     path, _ = saved(tmp_path, Cumulative(), torch.randn(2, 4))
     with pytest.raises(SpecError, match=r"aten\.cumsum \(node cumsum\) has no spec counterpart"):

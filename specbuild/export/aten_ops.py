@@ -189,6 +189,8 @@ FUNCTION_OPS = {
                                       "divisor_override")),
     "adaptive_avg_pool2d": lambda a: ("AdaptiveAvgPool2d", {"output_size": size(a["output_size"])}, [a["self"]]),
     "dropout": lambda a: ("Dropout", {"p": a["p"]}, [a["input"]]),
+    "hardtanh": lambda a: ("ReLU6", {}, [a["self"]]) if (a["min_val"], a["max_val"]) == (0, 6) else
+    ("Hardtanh", {"min_val": a["min_val"], "max_val": a["max_val"]}, [a["self"]]),
     "select": lambda a: ("slice", {"at": _index(a["dim"], str(a["index"]))}, [a["self"]]),
     "slice": lambda a: ("slice", {"at": _index(a["dim"], _range(a["start"], a["end"], a["step"]))}, [a["self"]]),
 }

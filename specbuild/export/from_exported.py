@@ -132,8 +132,9 @@ class _Importer:
 
     def child(self, module, path: str) -> dict:
         cls = self.classes.get(path, "")
-        if cls == _SEQUENTIAL:
-            return self.sequence(module, path)
+        children = [name for name, _ in module.named_children()]
+        if cls == _SEQUENTIAL or children and all(name.isdigit() for name in children):
+            return self.sequence(module, path)        # also a subclass (torchvision's Conv2dNormActivation)
         if cls.startswith("torch.nn.") and not any(True for _ in module.named_children()):
             return self.torch_layer(module, path, cls)
         body = _Body(self, module, path).read()

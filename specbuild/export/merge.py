@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from .. import registry
+from .sequential_items import ABSENT, NoFit as _NoFit, align_sequentials, is_absent, type_tree
 
 STRUCTURE = ("name", "in", "share", "type")     # compared as they are; every other value may become a param
 _MISSING = object()
@@ -32,10 +33,6 @@ class BlockUse:
     body: dict                     # inputs, layers, outputs as traced (inner uses still BlockUse)
     name: str = ""                 # the block it became
     args: dict = field(default_factory=dict)
-
-
-class _NoFit(Exception):
-    pass
 
 
 def merge_blocks(uses: list[BlockUse], root_layers: list) -> tuple[dict, list]:
@@ -154,6 +151,7 @@ def _one_definition(bodies: list[dict]) -> tuple[dict, list[dict]]:
         return _definition(bodies[0], {}), [{} for _ in bodies]
     if any(b["inputs"] != bodies[0]["inputs"] for b in bodies):
         raise _NoFit
+    bodies = align_sequentials(bodies)
     base = max(bodies, key=lambda b: len(b["layers"]))
     order = [layer["name"] for layer in base["layers"]]
     present = [{layer["name"] for layer in b["layers"]} for b in bodies]
@@ -180,6 +178,11 @@ def _one_definition(bodies: list[dict]) -> tuple[dict, list[dict]]:
         if len(users) < len(bodies):
             pattern = [name in p for p in present]
             layer["when"] = _param_for(f"with_{name}", pattern, params, vectors, boolean=True)
+        for index, item in enumerate(layer.get("layers") or []):     # an item some uses' Sequential lacks
+            held = [_MISSING if i not in users else not is_absent(_layer_of(bodies[i], name)["layers"][index])
+                    for i in range(len(bodies))]
+            if item.pop(ABSENT, False) or False in held:
+                item["when"] = _param_for(f"with_{name}_{index}", held, params, vectors, boolean=True)
         layers.append(layer)
     for name, values in vectors.items():
         defined = [v for v in values if v is not _MISSING]
@@ -243,16 +246,7 @@ def _structure(layer: dict, alias: dict) -> tuple:
     ins = _mapped(layer.get("in"), alias)
     if _swappable(layer, ins):
         ins = sorted(ins, key=str)
-    return (layer["name"], ins, layer.get("share"), str(layer.get("type")), _type_tree(layer))
-
-
-def _type_tree(value):
-    """The nested layers' types: a layer may change its arguments between uses, not its parts."""
-    if isinstance(value, dict):
-        return tuple((k, _type_tree(v)) for k, v in value.items() if isinstance(v, (dict, list)) or k == "type")
-    if isinstance(value, list):
-        return tuple(_type_tree(v) for v in value if isinstance(v, (dict, list)))
-    return value
+    return (layer["name"], ins, layer.get("share"), str(layer.get("type")), type_tree(layer))
 
 
 def _leaf_paths(layers: list) -> list[tuple]:
@@ -262,7 +256,7 @@ def _leaf_paths(layers: list) -> list[tuple]:
     def walk(value, path):
         if isinstance(value, dict):
             for k, v in value.items():
-                if not path and k in STRUCTURE or k == "type":
+                if not path and k in STRUCTURE or k in ("type", ABSENT):
                     continue
                 walk(v, path + (k,))
         elif isinstance(value, list) and any(isinstance(v, dict) for v in value):
@@ -276,11 +270,18 @@ def _leaf_paths(layers: list) -> list[tuple]:
     return paths
 
 
+def _layer_of(body: dict, name: str) -> dict:
+    return next(layer for layer in body["layers"] if layer["name"] == name)
+
+
 def _leaf(body: dict, name: str, path: tuple):
-    """A use's value at `path` of layer `name`: given, or its type's default."""
-    value = next(l for l in body["layers"] if l["name"] == name)
+    """A use's value at `path` of layer `name`: given, or its type's default (none in an item
+    the use lacks)."""
+    value = _layer_of(body, name)
     owner = value
     for key in path:
+        if is_absent(value):
+            return _MISSING
         if isinstance(value, dict):
             owner = value
             if key not in value:
