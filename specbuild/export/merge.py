@@ -114,18 +114,17 @@ def _fit(bodies: list[dict]) -> list:
         return [(list(range(len(bodies))), definition, values)]
     except _NoFit:
         pass
-    groups: list[list[int]] = []
+    groups: list[tuple[list[int], tuple]] = []       # (the uses, their definition and args so far)
     for i in range(len(bodies)):
-        for group in groups:
+        for n, (group, _) in enumerate(groups):
             try:
-                _one_definition([bodies[j] for j in group + [i]])
+                groups[n] = (group + [i], _one_definition([bodies[j] for j in group + [i]]))
             except _NoFit:
                 continue
-            group.append(i)
             break
         else:
-            groups.append([i])
-    return [(group, *_one_definition([bodies[j] for j in group])) for group in groups]
+            groups.append(([i], _one_definition([bodies[i]])))
+    return [(group, *fitted) for group, fitted in groups]
 
 
 def _definition(body: dict, params: dict) -> dict:
